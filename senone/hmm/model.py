@@ -1,0 +1,117 @@
+"""A GMM-HMM acoustic model as Kaldi keeps it: tree (ContextDependency), TransitionModel, AmDiagGmm.
+
+The three objects are kaldi-hmm-gmm (Kaldi C++) objects. On disk a model directory holds
+- ``tree``: Kaldi's binary ContextDependency, written by Kaldi's own writer;
+- ``final.mdl``: Kaldi's text model format (TransitionModel followed by AmDiagGmm), readable by
+  Kaldi's ``gmm-info``/``gmm-copy``;
+- ``final.pkl``: the same model pickled through kaldi-hmm-gmm's ``__getstate__`` (Kaldi's own
+  serialisation underneath), which is what senone loads back because kaldi-hmm-gmm 1.1.4 has no
+  reader for model files.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import kaldi_hmm_gmm as khg
+import numpy as np
+
+from senone import SenoneError
+from senone.io import atomic_open, atomic_path, require_file
+
+
+def load_topology(path: str | Path) -> khg.HmmTopology:
+    """Read a Kaldi ``topo`` text file (as written by the lang stage)."""
+    path = require_file(path, "lang")
+    topo = khg.HmmTopology()
+    try:
+        topo.read(Path(path).read_text(encoding="utf-8"))
+    except Exception as exc:  # Kaldi raises a generic RuntimeError with its own log text
+        raise SenoneError(f"{path}: not a valid Kaldi HMM topology ({exc}); rebuild the lang directory") from exc
+    return topo
+
+
+def phones_from_topology(topo: khg.HmmTopology) -> list[int]:
+    """The phone ids the topology covers (every real phone; disambiguation symbols are excluded)."""
+    return list(topo.phones)
+
+
+def _format_vector(v: np.ndarray) -> str:
+    return " [ " + " ".join(f"{x:.8g}" for x in np.asarray(v).ravel()) + " ]"
+
+
+def _format_matrix(m: np.ndarray) -> str:
+    rows = ["  " + " ".join(f"{x:.8g}" for x in row) for row in np.atleast_2d(m)]
+    return " [\n" + "\n".join(rows) + " ]"
+
+
+def am_diag_gmm_to_text(am: khg.AmDiagGmm) -> str:
+    """Kaldi's text form of an AmDiagGmm (``AmDiagGmm::Write`` with binary=false).
+
+    kaldi-hmm-gmm has no writer for it; the token order follows Kaldi's am-diag-gmm.cc and
+    diag-gmm.cc so that Kaldi's readers accept the result.
+    """
+    parts = [f"<DIMENSION> {am.dim} <NUMPDFS> {am.num_pdfs} "]
+    for p in range(am.num_pdfs):
+        gmm = am.get_pdf(p)
+        inv_vars = np.asarray(gmm.inv_vars)
+        means_invvars = np.asarray(gmm.means_invvars)
+        parts.append("<DiagGMM> \n")
+        parts.append("<GCONSTS> " + _format_vector(gmm.gconsts) + " \n")
+        parts.append("<WEIGHTS> " + _format_vector(gmm.weights) + " \n")
+        parts.append("<MEANS_INVVARS> " + _format_matrix(means_invvars) + "\n")
+        parts.append("<INV_VARS> " + _format_matrix(inv_vars) + "\n")
+        parts.append("</DiagGMM> \n")
+    return "".join(parts)
+
+
+@dataclass
+class GmmHmm:
+    """A tree, a transition model and the GMMs of its pdfs, kept together as Kaldi does."""
+
+    ctx_dep: khg.ContextDependency
+    trans_model: khg.TransitionModel
+    am: khg.AmDiagGmm
+
+    @property
+    def num_pdfs(self) -> int:
+        return self.trans_model.num_pdfs
+
+    @property
+    def num_gauss(self) -> int:
+        return self.am.num_gauss
+
+    @property
+    def dim(self) -> int:
+        return self.am.dim
+
+    def tid2pdf(self) -> np.ndarray:
+        """Array mapping transition-id → pdf-id (index 0, the epsilon, maps to -1)."""
+        arr = np.asarray(self.trans_model.transition_id_to_pdf_array(), dtype=np.int64)
+        out = np.full(arr.shape[0], -1, dtype=np.int64)
+        out[1:] = arr[1:]
+        return out
+
+    def save(self, out_dir: str | Path, name: str = "final") -> None:
+        """Write ``tree``, ``<name>.mdl`` (Kaldi text) and ``<name>.pkl`` atomically."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out_dir / "tree") as tmp:
+            self.ctx_dep.write(True, str(tmp))
+        with atomic_open(out_dir / f"{name}.mdl") as f:
+            f.write(str(self.trans_model))
+            f.write(am_diag_gmm_to_text(self.am))
+        with atomic_open(out_dir / f"{name}.pkl", "wb") as f:
+            pickle.dump({"ctx_dep": self.ctx_dep.__getstate__(), "trans_model": self.trans_model,
+                         "am": self.am}, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def load(cls, model_dir: str | Path, name: str = "final") -> "GmmHmm":
+        path = require_file(Path(model_dir) / f"{name}.pkl", "GMM training")
+        with open(path, "rb") as f:
+            state = pickle.load(f)
+        ctx_dep = khg.ContextDependency.__new__(khg.ContextDependency)
+        ctx_dep.__setstate__(state["ctx_dep"])
+        return cls(ctx_dep=ctx_dep, trans_model=state["trans_model"], am=state["am"])

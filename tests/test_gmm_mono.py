@@ -1,0 +1,93 @@
+import numpy as np
+import pytest
+
+import kaldi_hmm_gmm as khg
+
+from senone.gmm.mono import MonoConfig, accumulate, init_mono_model, train_mono
+from senone.gmm.stats import GaussStats
+from senone.hmm.model import GmmHmm
+from senone.io import read_alignments, write_alignments
+from tests import toy_hmm
+
+
+def test_vectorised_estep_matches_kaldi_loglike():
+    rng = np.random.default_rng(1)
+    gmm = khg.DiagGmm(3, 4)
+    gmm.set_weights(np.array([0.2, 0.3, 0.5], np.float32))
+    gmm.set_invvars(rng.uniform(0.5, 2.0, size=(3, 4)).astype(np.float32))
+    gmm.set_means(rng.normal(size=(3, 4)).astype(np.float32))
+    gmm.compute_gconsts()
+    am = khg.AmDiagGmm()
+    am.init(gmm, 2)
+    x = rng.normal(size=(50, 4)).astype(np.float32)
+    stats = GaussStats.zeros(am, 4)
+    total = stats.accumulate(x, np.zeros(50, dtype=np.int64))
+    expected = sum(am.log_likelihood(0, row) for row in x)
+    assert total == pytest.approx(expected, rel=1e-5)
+    assert stats.occ[0].sum() == pytest.approx(50.0)
+    assert stats.occ[1].sum() == 0.0
+
+
+def test_stats_transfer_gives_kaldi_ml_estimate():
+    """Kaldi's M-step on the transferred statistics recovers the sample mean and variance."""
+    rng = np.random.default_rng(2)
+    gmm = khg.DiagGmm(1, 3)
+    gmm.set_weights(np.ones(1, np.float32))
+    gmm.set_invvars(np.ones((1, 3), np.float32))
+    gmm.set_means(np.zeros((1, 3), np.float32))
+    gmm.compute_gconsts()
+    am = khg.AmDiagGmm()
+    am.init(gmm, 1)
+    x = (rng.normal(size=(400, 3)) * [1.0, 2.0, 0.5] + [3.0, -1.0, 0.0]).astype(np.float32)
+    stats = GaussStats.zeros(am, 2)
+    stats.accumulate(x, np.zeros(400, dtype=np.int64))
+    flags = khg.str_to_gmm_flags("mvw")
+    khg.mle_am_diag_gmm_update(khg.MleDiagGmmOptions(), stats.to_kaldi(am, flags), flags, am)
+    g = am.get_pdf(0)
+    np.testing.assert_allclose(np.asarray(g.means)[0], x.mean(0), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(g.vars)[0], x.var(0), rtol=1e-3)
+
+
+def test_train_mono_recovers_toy_alignment(tmp_path):
+    transcripts, feats, truth = toy_hmm.make_corpus(60)
+    cfg = MonoConfig(num_iters=6, max_iter_inc=4, tot_gauss=30, realign_iters=(1, 2, 3, 4, 5), init_subset=60)
+    result = train_mono(toy_hmm.topology(), toy_hmm.lexicon_fst(), [], transcripts, feats, toy_hmm.DIM,
+                        tmp_path, cfg)
+    # the likelihood must rise over the passes (EM), and the final alignment match the truth
+    likes = [h.like_per_frame for h in result.history]
+    assert likes[-1] > likes[0] + 1.0
+    correct = total = 0
+    for utt, ali in result.alignments.items():
+        pdfs = result.model.tid2pdf()[ali]
+        # monophone pdf-ids are (phone-1)*3 + state for this topology
+        correct += int((pdfs == np.asarray(truth[utt])).sum())
+        total += len(ali)
+    assert len(result.alignments) == 60
+    assert correct / total > 0.95
+    assert result.model.num_gauss > 9  # mixed up beyond one Gaussian per pdf
+    # outputs a later stage reads
+    assert (tmp_path / "final.mdl").read_text().startswith("<TransitionModel>")
+    loaded = GmmHmm.load(tmp_path)
+    assert loaded.num_gauss == result.model.num_gauss
+
+
+def test_resume_gives_same_model(tmp_path):
+    transcripts, feats, _ = toy_hmm.make_corpus(30, seed=3)
+    cfg = MonoConfig(num_iters=4, max_iter_inc=3, tot_gauss=20, realign_iters=(1, 2, 3), init_subset=30)
+    full = train_mono(toy_hmm.topology(), toy_hmm.lexicon_fst(), [], transcripts, feats, toy_hmm.DIM,
+                      tmp_path / "a", cfg)
+    # run 2 passes, then "resume" with the full schedule from the checkpoint
+    short = MonoConfig(**{**cfg.__dict__, "num_iters": 2})
+    train_mono(toy_hmm.topology(), toy_hmm.lexicon_fst(), [], transcripts, feats, toy_hmm.DIM, tmp_path / "b", short)
+    resumed = train_mono(toy_hmm.topology(), toy_hmm.lexicon_fst(), [], transcripts, feats, toy_hmm.DIM,
+                         tmp_path / "b", cfg)
+    assert [h.iteration for h in resumed.history] == [0, 1, 2, 3]
+    assert resumed.history[-1].like_per_frame == pytest.approx(full.history[-1].like_per_frame, rel=1e-6)
+
+
+def test_alignment_archive_round_trip(tmp_path):
+    ali = {"b": np.array([3, 4, 4]), "a": np.array([1, 2])}
+    write_alignments(tmp_path / "ali.ark", ali)
+    back = read_alignments(tmp_path / "ali.ark")
+    assert list(back) == ["a", "b"]
+    np.testing.assert_array_equal(back["b"], [3, 4, 4])
