@@ -1,0 +1,6 @@
+"""N-gram language models: ARPA estimation (kaldingram), perplexity (kenlm), G.fst (kaldilm)."""
+
+from senone.lm.gfst import arpa_to_g
+from senone.lm.ngram import arpa_counts, arpa_vocabulary, evaluate, load_kenlm, train_arpa
+
+__all__ = ["arpa_counts", "arpa_to_g", "arpa_vocabulary", "evaluate", "load_kenlm", "train_arpa"]
