@@ -1,0 +1,52 @@
+"""What every ``steps/*.py`` command shares: logging to the console and to ``exp/.../log/``, and
+turning :class:`senone.SenoneError` into one clear line instead of a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Callable
+
+from senone import SenoneError
+
+
+def setup_logging(log_file: str | Path | None, verbose: bool = False) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, mode="w", encoding="utf-8"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=handlers, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("jieba", "matplotlib", "PIL", "numba"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--log", help="log file (the console gets the same lines)")
+    p.add_argument("--conf", default="{}", help="this stage's configuration section, as JSON")
+    p.add_argument("--threads", type=int, default=1, help="worker processes this stage may use")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def parse_conf(text: str) -> dict:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SenoneError(f"--conf is not valid JSON ({exc})") from exc
+
+
+def run(main: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser) -> None:
+    """Parse arguments, set up logging, run ``main``; user errors end as one line and exit code 2."""
+    args = parser.parse_args()
+    setup_logging(args.log, args.verbose)
+    try:
+        main(args)
+    except SenoneError as exc:
+        logging.getLogger("senone").error("%s", exc)
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,70 @@
+"""Recipe configuration: shared defaults in ``conf/*.yaml``, overridden by ``recipes/<name>.yaml``,
+overridden by what the user passes (``--config key=value`` or ``--configfile``).
+
+The merged result is what a run used; the workflow writes it to ``exp/<recipe>/config.yaml`` so any
+number can be traced back to the settings that made it.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from senone import SenoneError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursively merge ``override`` into a copy of ``base`` (mappings merge, everything else replaces)."""
+    out = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise SenoneError(f"{path}: not valid YAML ({exc}); fix the file") from exc
+    if not isinstance(data, dict):
+        raise SenoneError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def available_recipes(root: Path = PROJECT_ROOT) -> list[str]:
+    return sorted(p.stem for p in (root / "recipes").glob("*.yaml"))
+
+
+def load_config(recipe: str, overrides: Mapping[str, Any] | None = None, root: Path = PROJECT_ROOT) -> dict[str, Any]:
+    """Merge ``conf/*.yaml`` (sorted by name), ``recipes/<recipe>.yaml`` and ``overrides``."""
+    root = Path(root)
+    recipe_path = root / "recipes" / f"{recipe}.yaml"
+    if not recipe_path.is_file():
+        raise SenoneError(
+            f"recipe '{recipe}' does not exist ({recipe_path} not found); available: {', '.join(available_recipes(root))}")
+    cfg: dict[str, Any] = {}
+    for path in sorted((root / "conf").glob("*.yaml")):
+        cfg = deep_merge(cfg, _read_yaml(path))
+    cfg = deep_merge(cfg, _read_yaml(recipe_path))
+    if overrides:
+        cfg = deep_merge(cfg, overrides)
+    cfg["recipe"] = recipe
+    return cfg
+
+
+def section(cfg: Mapping[str, Any], dotted: str) -> Any:
+    """``section(cfg, "gmm.mono")`` with a clear error naming the missing key."""
+    node: Any = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            raise SenoneError(f"configuration key '{dotted}' is missing; add it to conf/ or recipes/{cfg.get('recipe')}.yaml")
+        node = node[part]
+    return node

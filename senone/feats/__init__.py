@@ -1,0 +1,55 @@
+"""Acoustic features for the GMM stages: MFCC + Kaldi-style pitch, CMVN, deltas, splicing.
+
+``pitch``/``deltas``/``cmvn`` need only numpy/scipy; ``extract`` (the Lhotse extractor and
+``compute_features``) imports Lhotse and torch, so its names are loaded on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from senone.feats.cmvn import (
+    CmvnStats,
+    apply_cmvn,
+    compute_cmvn_stats,
+    iter_gmm_features,
+    load_cmvn_stats,
+    load_gmm_features,
+    save_cmvn_stats,
+    speaker_of,
+)
+from senone.feats.deltas import add_deltas, compute_deltas, splice
+from senone.feats.pitch import PitchOptions, compute_pitch, num_frames, process_pitch, track_pitch
+
+_LAZY = {"MfccPitch", "MfccPitchConfig", "compute_features", "frame_log_energy"}
+
+__all__ = [
+    "CmvnStats",
+    "MfccPitch",
+    "MfccPitchConfig",
+    "PitchOptions",
+    "add_deltas",
+    "apply_cmvn",
+    "compute_cmvn_stats",
+    "compute_deltas",
+    "compute_features",
+    "compute_pitch",
+    "frame_log_energy",
+    "iter_gmm_features",
+    "load_cmvn_stats",
+    "load_gmm_features",
+    "num_frames",
+    "process_pitch",
+    "save_cmvn_stats",
+    "speaker_of",
+    "splice",
+    "track_pitch",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from senone.feats import extract
+
+        return getattr(extract, name)
+    raise AttributeError(f"module 'senone.feats' has no attribute {name!r}")

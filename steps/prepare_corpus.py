@@ -1,0 +1,37 @@
+#!/usr/bin/env python3
+"""Prepare stage: run the recipe's corpus preparation (a Lhotse recipe in ``local/``) into data/<recipe>."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+from senone import SenoneError
+from senone.cli import base_parser, parse_conf, run
+
+log = logging.getLogger("senone.steps.prepare_corpus")
+
+
+def main(args) -> None:
+    conf = dict(parse_conf(args.conf))
+    name = conf.pop("prepare")
+    conf.pop("name", None)
+    try:
+        module = importlib.import_module(f"local.{name}.prepare")
+    except ModuleNotFoundError as exc:
+        raise SenoneError(f"corpus.prepare = {name!r}: no preparation module local/{name}/prepare.py") from exc
+    prepare = getattr(module, f"prepare_{name}")
+    if "num_jobs" in prepare.__code__.co_varnames:
+        conf.setdefault("num_jobs", args.threads)
+    try:
+        splits = prepare(args.out, **conf)
+    except TypeError as exc:
+        raise SenoneError(f"corpus settings do not fit local/{name}/prepare.py ({exc}); check the recipe's corpus section") from exc
+    for split, cuts in splits.items():
+        log.info("%s: %d cuts, %.2f h", split, len(cuts), sum(c.duration for c in cuts) / 3600)
+
+
+if __name__ == "__main__":
+    p = base_parser(__doc__)
+    p.add_argument("--out", required=True)
+    run(main, p)
