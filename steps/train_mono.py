@@ -43,6 +43,7 @@ def main(args) -> None:
     dim = next(iter(feats.values())).shape[1]
     mono = dict(conf["gmm"]["mono"])
     mono["realign_iters"] = tuple(mono.get("realign_iters", ()))
+    mono.setdefault("num_jobs", args.threads)
     cfg = MonoConfig(**mono)
     result = train_mono(lang.topology(), lang.read_L(), lang.disambig_phones, transcripts, feats, dim, args.out, cfg)
     write_alignments(Path(args.out) / "ali.ark", result.alignments)

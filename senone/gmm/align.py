@@ -9,6 +9,7 @@ transition log-probabilities are added to a copy of each graph before aligning.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
@@ -66,15 +67,53 @@ def equal_align(graph: kaldifst.StdVectorFst, num_frames: int, seed: int) -> lis
     return tids if len(tids) == num_frames else None
 
 
-def align(model: GmmHmm, graphs: Mapping[str, kaldifst.StdVectorFst], feats: Iterable[tuple[str, np.ndarray]],
+# What forked alignment workers inherit from the parent (copy-on-write): the graphs, features and model.
+_SHARED: dict = {}
+
+
+def _align_shard(args: tuple[list[str], dict]) -> tuple[dict[str, np.ndarray], AlignStats]:
+    utts, opts = args
+    graphs, feats, model = _SHARED["graphs"], _SHARED["feats"], _SHARED["model"]
+    return _align_serial(model, graphs, ((u, feats[u]) for u in utts), **opts)
+
+
+def align(model: GmmHmm, graphs: Mapping[str, kaldifst.StdVectorFst], feats: Mapping[str, np.ndarray],
           *, beam: float = 10.0, retry_beam: float = 40.0, acoustic_scale: float = 0.1,
           transition_scale: float = 1.0, self_loop_scale: float = 0.1,
-          careful: bool = False) -> tuple[dict[str, np.ndarray], AlignStats]:
+          careful: bool = False, num_jobs: int = 1) -> tuple[dict[str, np.ndarray], AlignStats]:
     """Viterbi-align each utterance to its training graph with the current model (C++ aligner).
 
     Utterances whose alignment fails even with the retry beam are left out of the result and
-    counted, as Kaldi's aligner does.
+    counted, as Kaldi's aligner does. With ``num_jobs > 1`` the utterances are split over forked
+    worker processes (Kaldi's ``JOB=1:nj``), which see the graphs and features without copying.
     """
+    opts = dict(beam=beam, retry_beam=retry_beam, acoustic_scale=acoustic_scale, transition_scale=transition_scale,
+                self_loop_scale=self_loop_scale, careful=careful)
+    utts = [u for u in feats.keys() if u in graphs]
+    if num_jobs <= 1 or len(utts) < 2 * num_jobs:
+        return _align_serial(model, graphs, ((u, feats[u]) for u in utts), **opts)
+    _SHARED.update(graphs=graphs, feats=feats, model=model)
+    try:
+        shards = [utts[i::num_jobs] for i in range(num_jobs)]
+        with multiprocessing.get_context("fork").Pool(num_jobs) as pool:
+            parts = pool.map(_align_shard, [(shard, opts) for shard in shards])
+    finally:
+        _SHARED.clear()
+    out: dict[str, np.ndarray] = {}
+    stats = AlignStats()
+    for ali, st in parts:
+        out.update(ali)
+        stats.num_done += st.num_done
+        stats.num_failed += st.num_failed
+        stats.num_retried += st.num_retried
+        stats.tot_like += st.tot_like
+        stats.num_frames += st.num_frames
+    return {u: out[u] for u in utts if u in out}, stats
+
+
+def _align_serial(model: GmmHmm, graphs: Mapping[str, kaldifst.StdVectorFst], feats: Iterable[tuple[str, np.ndarray]],
+                  *, beam: float, retry_beam: float, acoustic_scale: float, transition_scale: float,
+                  self_loop_scale: float, careful: bool) -> tuple[dict[str, np.ndarray], AlignStats]:
     config = khg.AlignConfig()
     config.beam = beam
     config.retry_beam = retry_beam

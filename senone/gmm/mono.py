@@ -10,6 +10,7 @@ killed run resumes at the pass it was in.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import pickle
 import time
 from dataclasses import asdict, dataclass, field
@@ -34,13 +35,17 @@ KALDI_MONO_REALIGN_ITERS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 14, 16, 18, 20, 2
 
 
 class FeatureSource(Protocol):
-    """Anything that yields ``(utt_id, features)`` pairs again on every call of ``items()``.
+    """Random access to per-utterance features (``keys()``, ``items()``, ``[utt]``), re-iterable.
 
-    A plain dict works for corpora that fit in memory; a streaming reader over Lhotse cuts
-    provides the same method for large corpora.
+    A plain dict works for corpora that fit in memory; a lazy reader over Lhotse cuts
+    provides the same methods for large corpora.
     """
 
+    def keys(self) -> Iterable[str]: ...
+
     def items(self) -> Iterable[tuple[str, np.ndarray]]: ...
+
+    def __getitem__(self, utt: str) -> np.ndarray: ...
 
 
 @dataclass
@@ -62,6 +67,7 @@ class MonoConfig:
     init_subset: int = 10
     batch_frames: int = 200_000
     seed: int = 0
+    num_jobs: int = 1
 
 
 @dataclass
@@ -110,8 +116,38 @@ def init_mono_model(topo: khg.HmmTopology, feats: FeatureSource, dim: int, subse
 
 
 def accumulate(model: GmmHmm, feats: FeatureSource, alignments: Mapping[str, np.ndarray],
-               batch_frames: int) -> GaussStats:
-    """``gmm-acc-stats-ali`` over all aligned utterances, batched for the vectorised E-step."""
+               batch_frames: int, num_jobs: int = 1) -> GaussStats:
+    """``gmm-acc-stats-ali`` over all aligned utterances, batched for the vectorised E-step.
+
+    With ``num_jobs > 1`` forked workers accumulate shards of the utterances and the parent sums
+    their statistics (Kaldi's ``gmm-sum-accs``).
+    """
+    utts = [u for u in feats.keys() if u in alignments]
+    if num_jobs <= 1 or len(utts) < 2 * num_jobs:
+        return _accumulate_serial(model, feats, alignments, utts, batch_frames)
+    _SHARED.update(model=model, feats=feats, alignments=alignments, batch_frames=batch_frames)
+    try:
+        with multiprocessing.get_context("fork").Pool(num_jobs) as pool:
+            parts = pool.map(_accumulate_shard, [utts[i::num_jobs] for i in range(num_jobs)])
+    finally:
+        _SHARED.clear()
+    total = parts[0]
+    for part in parts[1:]:
+        total.add(part)
+    return total
+
+
+_SHARED: dict = {}
+
+
+def _accumulate_shard(utts: list[str]) -> GaussStats:
+    stats = _accumulate_serial(_SHARED["model"], _SHARED["feats"], _SHARED["alignments"], utts, _SHARED["batch_frames"])
+    stats._params = []  # parameters need not travel back to the parent
+    return stats
+
+
+def _accumulate_serial(model: GmmHmm, feats: FeatureSource, alignments: Mapping[str, np.ndarray], utts: list[str],
+                       batch_frames: int) -> GaussStats:
     stats = GaussStats.zeros(model.am, model.trans_model.num_transition_ids)
     tid2pdf = model.tid2pdf()
     buf_x: list[np.ndarray] = []
@@ -127,11 +163,9 @@ def accumulate(model: GmmHmm, feats: FeatureSource, alignments: Mapping[str, np.
             buf_t.clear()
             buffered = 0
 
-    for utt, x in feats.items():
-        ali = alignments.get(utt)
-        if ali is None:
-            continue
-        buf_x.append(x)
+    for utt in utts:
+        ali = alignments[utt]
+        buf_x.append(feats[utt])
         buf_t.append(ali)
         buffered += len(ali)
         stats.num_utts += 1
@@ -216,7 +250,7 @@ def train_mono(topo: khg.HmmTopology, lexicon_fst: kaldifst.StdVectorFst, disamb
             log.warning("equal alignment impossible for %d utterances (shorter than their HMM path); skipped", too_short)
         if not alignments:
             raise SenoneError("equal alignment failed for every utterance: are the features and transcripts of the same cuts?")
-        stats = accumulate(model, feats, alignments, config.batch_frames)
+        stats = accumulate(model, feats, alignments, config.batch_frames, config.num_jobs)
         gmm_est(model, stats, mixup=num_gauss, power=config.power, perturb_factor=config.perturb_factor,
                 mixup_min_count=config.mixup_min_count, min_gaussian_occupancy=config.first_min_gaussian_occupancy)
         history.append(PassRecord(0, model.am.num_gauss, stats.tot_loglike / max(stats.num_frames, 1),
@@ -231,11 +265,11 @@ def train_mono(topo: khg.HmmTopology, lexicon_fst: kaldifst.StdVectorFst, disamb
         astats = AlignStats()
         if realigned:
             beam = config.first_beam if it == 1 else config.beam
-            new_ali, astats = align(model, graphs, feats.items(), beam=beam, retry_beam=beam * config.retry_beam_factor,
+            new_ali, astats = align(model, graphs, feats, num_jobs=config.num_jobs, beam=beam, retry_beam=beam * config.retry_beam_factor,
                                     acoustic_scale=config.acoustic_scale, transition_scale=config.transition_scale,
                                     self_loop_scale=config.self_loop_scale)
             alignments = new_ali
-        stats = accumulate(model, feats, alignments, config.batch_frames)
+        stats = accumulate(model, feats, alignments, config.batch_frames, config.num_jobs)
         gmm_est(model, stats, mixup=num_gauss, power=config.power, perturb_factor=config.perturb_factor,
                 mixup_min_count=config.mixup_min_count)
         if it <= config.max_iter_inc:
@@ -249,7 +283,7 @@ def train_mono(topo: khg.HmmTopology, lexicon_fst: kaldifst.StdVectorFst, disamb
         _checkpoint(ckpt_path, model, alignments, num_gauss, it + 1, history)
 
     # Final alignment with the final model: what later stages (tri1, the networks) start from.
-    alignments, astats = align(model, graphs, feats.items(), beam=config.beam,
+    alignments, astats = align(model, graphs, feats, num_jobs=config.num_jobs, beam=config.beam,
                                retry_beam=config.beam * config.retry_beam_factor,
                                acoustic_scale=config.acoustic_scale, transition_scale=config.transition_scale,
                                self_loop_scale=config.self_loop_scale)

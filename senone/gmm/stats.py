@@ -35,9 +35,11 @@ class GmmParams:
                            np.asarray(g.inv_vars, dtype=np.float64)))
         return out
 
-    def component_loglikes(self, x: np.ndarray) -> np.ndarray:
+    def component_loglikes(self, x: np.ndarray, x2: np.ndarray | None = None) -> np.ndarray:
         """Per-component log-likelihoods (weights included, as Kaldi's gconsts hold them): N × G."""
-        return self.gconsts + x @ self.means_invvars.T - 0.5 * ((x * x) @ self.inv_vars.T)
+        if x2 is None:
+            x2 = x * x
+        return self.gconsts + x @ self.means_invvars.T - 0.5 * (x2 @ self.inv_vars.T)
 
 
 @dataclass
@@ -81,7 +83,8 @@ class GaussStats:
         total = 0.0
         for pdf, start, count in zip(uniq.tolist(), starts.tolist(), counts.tolist()):
             x = feats[order[start:start + count]]
-            ll = self._params[pdf].component_loglikes(x)
+            x2 = x * x
+            ll = self._params[pdf].component_loglikes(x, x2)
             mx = ll.max(axis=1, keepdims=True)
             post = np.exp(ll - mx)
             norm = post.sum(axis=1, keepdims=True)
@@ -89,12 +92,22 @@ class GaussStats:
             total += float((np.log(norm) + mx).sum())
             self.occ[pdf] += post.sum(axis=0)
             self.x[pdf] += post.T @ x
-            self.x2[pdf] += post.T @ (x * x)
+            self.x2[pdf] += post.T @ x2
         if transition_ids is not None:
             self.trans_counts += np.bincount(np.asarray(transition_ids), minlength=self.trans_counts.shape[0])
         self.tot_loglike += total
         self.num_frames += int(feats.shape[0])
         return total
+
+    def add(self, other: "GaussStats") -> None:
+        """Sum another shard's statistics into these (same model, so same shapes)."""
+        for mine, theirs in ((self.occ, other.occ), (self.x, other.x), (self.x2, other.x2)):
+            for a, b in zip(mine, theirs):
+                a += b
+        self.trans_counts += other.trans_counts
+        self.tot_loglike += other.tot_loglike
+        self.num_frames += other.num_frames
+        self.num_utts += other.num_utts
 
     def pdf_occupancies(self) -> np.ndarray:
         return np.array([o.sum() for o in self.occ], dtype=np.float32)

@@ -1,0 +1,187 @@
+# senone workflow: one rule per stage, each calling one steps/ CLI. Configuration: conf/*.yaml, overridden by
+# recipes/<recipe>.yaml, overridden by --config/--configfile. See README.md.
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+from senone import SenoneError
+from senone.config import load_config
+
+RECIPE = config.get("recipe", "synth_zh")
+try:
+    CFG = load_config(RECIPE, overrides={k: v for k, v in config.items() if k != "recipe"})
+except SenoneError as exc:
+    sys.exit(f"error: {exc}")
+
+CORPUS = CFG["corpus"]["name"]
+DATA = f"data/{RECIPE}"
+EXP = f"exp/{RECIPE}"
+MANIFESTS = f"{DATA}/manifests"
+FEATS = f"{DATA}/feats/gmm"
+PY = sys.executable
+SPLITS = ["train", "dev", "test"]
+
+
+def cuts(split):
+    return f"{MANIFESTS}/{CORPUS}_cuts_{split}.jsonl.gz"
+
+
+def conf(*keys):
+    """JSON of the named top-level config sections (rules re-run when these change)."""
+    return json.dumps({k: CFG[k] for k in keys if k in CFG}, ensure_ascii=False, sort_keys=True)
+
+
+# The merged configuration of this run, for traceability (rewritten only when it changes).
+_cfg_path = Path(EXP) / "config.yaml"
+_cfg_text = yaml.safe_dump(CFG, allow_unicode=True, sort_keys=True)
+if not _cfg_path.exists() or _cfg_path.read_text(encoding="utf-8") != _cfg_text:
+    _cfg_path.parent.mkdir(parents=True, exist_ok=True)
+    _cfg_path.write_text(_cfg_text, encoding="utf-8")
+
+
+rule decode:
+    """Default target: decode test with the best system so far and print its CER."""
+    input:
+        cer=f"{EXP}/mono/decode_test/cer.txt",
+        syl=f"{EXP}/mono/decode_test/syllable_er.txt",
+        dev=f"{EXP}/mono/decode_dev/cer.txt",
+    shell:
+        "echo '== {RECIPE}: mono, test set (LM weight chosen on dev) =='; cat {input.cer} {input.syl}; "
+        "echo '== dev =='; head -n1 {input.dev}"
+
+
+rule prepare:
+    output:
+        [cuts(s) for s in SPLITS],
+    params:
+        conf=json.dumps(CFG["corpus"], sort_keys=True),
+    threads: workflow.cores
+    log:
+        f"{EXP}/log/prepare.log",
+    shell:
+        "{PY} -m steps.prepare_corpus --conf '{params.conf}' --out {DATA} --threads {threads} --log {log}"
+
+
+rule lang:
+    input:
+        train=cuts("train"),
+    output:
+        L=f"{DATA}/lang/L.fst",
+        words=f"{DATA}/lang/words.txt",
+    params:
+        conf=conf("lang", "lm"),
+    log:
+        f"{EXP}/log/lang.log",
+    shell:
+        "{PY} -m steps.prepare_lang --conf '{params.conf}' --train-cuts {input.train} --out {DATA}/lang --log {log}"
+
+
+rule lm:
+    input:
+        train=cuts("train"),
+        dev=cuts("dev"),
+        words=f"{DATA}/lang/words.txt",
+    output:
+        G=f"{DATA}/lm/G.fst",
+        report=f"{DATA}/lm/lm_report.json",
+    params:
+        conf=conf("lang", "lm"),
+    log:
+        f"{EXP}/log/lm.log",
+    shell:
+        "{PY} -m steps.train_lm --conf '{params.conf}' --lang {DATA}/lang --train-cuts {input.train} "
+        "--dev-cuts {input.dev} --out {DATA}/lm --log {log}"
+
+
+rule feats:
+    input:
+        cuts=lambda wc: cuts(wc.split),
+    output:
+        cuts=f"{FEATS}/cuts_{{split}}.jsonl.gz",
+        cmvn=f"{FEATS}/cmvn_{{split}}.npz",
+    params:
+        conf=json.dumps(CFG["features"]["gmm"], sort_keys=True),
+    log:
+        f"{EXP}/log/feats_{{split}}.log",
+    shell:
+        "{PY} -m steps.compute_feats --conf '{params.conf}' --cuts {input.cuts} --split {wildcards.split} "
+        "--out {FEATS} --log {log}"
+
+
+rule mono:
+    input:
+        L=f"{DATA}/lang/L.fst",
+        train=cuts("train"),
+        feats=f"{FEATS}/cuts_train.jsonl.gz",
+        cmvn=f"{FEATS}/cmvn_train.npz",
+    output:
+        mdl=f"{EXP}/mono/final.mdl",
+        pkl=f"{EXP}/mono/final.pkl",
+        ali=f"{EXP}/mono/ali.ark",
+    params:
+        conf=conf("lang", "features", "gmm"),
+    threads: workflow.cores
+    log:
+        f"{EXP}/mono/log/train.log",
+    shell:
+        "{PY} -m steps.train_mono --conf '{params.conf}' --lang {DATA}/lang --train-cuts {input.train} "
+        "--feats {input.feats} --cmvn {input.cmvn} --out {EXP}/mono --threads {threads} --log {log}"
+
+
+rule graph:
+    input:
+        mdl=f"{EXP}/{{system}}/final.pkl",
+        G=f"{DATA}/lm/G.fst",
+        L=f"{DATA}/lang/L.fst",
+    output:
+        f"{EXP}/{{system}}/graph/HCLG.fst",
+    params:
+        conf=conf("graph"),
+    log:
+        f"{EXP}/{{system}}/log/graph.log",
+    shell:
+        "{PY} -m steps.make_graph --conf '{params.conf}' --lang {DATA}/lang --G {input.G} "
+        "--model-dir {EXP}/{wildcards.system} --out {EXP}/{wildcards.system}/graph --log {log}"
+
+
+rule decode_dev:
+    input:
+        hclg=f"{EXP}/{{system}}/graph/HCLG.fst",
+        feats=f"{FEATS}/cuts_dev.jsonl.gz",
+        cmvn=f"{FEATS}/cmvn_dev.npz",
+        cuts=cuts("dev"),
+    output:
+        cer=f"{EXP}/{{system}}/decode_dev/cer.txt",
+        best=f"{EXP}/{{system}}/decode_dev/best_lm_weight.json",
+    params:
+        conf=conf("lang", "features", "decode", "language"),
+    threads: workflow.cores
+    log:
+        f"{EXP}/{{system}}/log/decode_dev.log",
+    shell:
+        "{PY} -m steps.decode --conf '{params.conf}' --model-dir {EXP}/{wildcards.system} --graph {EXP}/{wildcards.system}/graph "
+        "--cuts {input.cuts} --feats {input.feats} --cmvn {input.cmvn} --sweep --out {EXP}/{wildcards.system}/decode_dev "
+        "--threads {threads} --log {log}"
+
+
+rule decode_test:
+    input:
+        hclg=f"{EXP}/{{system}}/graph/HCLG.fst",
+        feats=f"{FEATS}/cuts_test.jsonl.gz",
+        cmvn=f"{FEATS}/cmvn_test.npz",
+        cuts=cuts("test"),
+        best=f"{EXP}/{{system}}/decode_dev/best_lm_weight.json",
+    output:
+        cer=f"{EXP}/{{system}}/decode_test/cer.txt",
+        syl=f"{EXP}/{{system}}/decode_test/syllable_er.txt",
+    params:
+        conf=conf("lang", "features", "decode", "language"),
+    threads: workflow.cores
+    log:
+        f"{EXP}/{{system}}/log/decode_test.log",
+    shell:
+        "{PY} -m steps.decode --conf '{params.conf}' --model-dir {EXP}/{wildcards.system} --graph {EXP}/{wildcards.system}/graph "
+        "--cuts {input.cuts} --feats {input.feats} --cmvn {input.cmvn} --lm-weight-from {input.best} "
+        "--out {EXP}/{wildcards.system}/decode_test --threads {threads} --log {log}"
