@@ -106,3 +106,38 @@ def test_parallel_jobs_match_serial(tmp_path):
         np.testing.assert_array_equal(parallel.alignments[utt], serial.alignments[utt])
     # statistics are summed in another order, so equal up to float rounding
     assert parallel.history[-1].like_per_frame == pytest.approx(serial.history[-1].like_per_frame, rel=1e-6)
+
+
+def test_split_targets_follow_kaldi_power_rule():
+    from senone.gmm.mixup import split_targets
+
+    # occupancy^0.25: 10000 → 10, 16 → 2; 6 Gaussians go 5:1, capped by min_count on the small pdf
+    assert split_targets(np.array([10000.0, 16.0]), 6, 0.25, 1.0) == [5, 1]
+    assert sum(split_targets(np.array([500.0, 400.0, 300.0]), 9, 0.2, 20.0)) == 9
+    # min_count: 100 frames cannot feed more than 4 Gaussians of 20 frames... (n+1)*20 >= 100 stops at 4
+    assert split_targets(np.array([100.0]), 10, 1.0, 20.0) == [4]
+
+
+def test_mixup_is_deterministic_and_keeps_mass():
+    from senone.gmm.mixup import split_by_count
+
+    def model():
+        gmm = khg.DiagGmm(1, 3)
+        gmm.set_weights(np.ones(1, np.float32))
+        gmm.set_invvars(np.full((1, 3), 4.0, np.float32))
+        gmm.set_means(np.array([[1.0, 2.0, 3.0]], np.float32))
+        gmm.compute_gconsts()
+        am = khg.AmDiagGmm()
+        am.init(gmm, 2)
+        return am
+
+    a, b = model(), model()
+    for am in (a, b):
+        split_by_count(am, np.array([1000.0, 1000.0], np.float32), 6, perturb_factor=0.01, power=0.2, min_count=20,
+                       seed=7)
+    assert a.num_gauss == 6
+    np.testing.assert_array_equal(np.asarray(a.get_pdf(0).means), np.asarray(b.get_pdf(0).means))
+    g = a.get_pdf(0)
+    assert np.asarray(g.weights).sum() == pytest.approx(1.0)
+    # halves are moved symmetrically: the weighted mean is unchanged
+    np.testing.assert_allclose(np.asarray(g.weights) @ np.asarray(g.means), [1.0, 2.0, 3.0], atol=1e-5)

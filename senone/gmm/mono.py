@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from senone import SenoneError
 from senone.gmm.align import AlignStats, align, compile_training_graphs, equal_align
+from senone.gmm.mixup import split_by_count
 from senone.gmm.stats import GaussStats
 from senone.hmm.model import GmmHmm
 from senone.io import atomic_open, write_json
@@ -176,7 +177,7 @@ def _accumulate_serial(model: GmmHmm, feats: FeatureSource, alignments: Mapping[
 
 
 def gmm_est(model: GmmHmm, stats: GaussStats, *, mixup: int, power: float, perturb_factor: float,
-            mixup_min_count: float, min_gaussian_occupancy: float = 10.0) -> tuple[float, float]:
+            mixup_min_count: float, min_gaussian_occupancy: float = 10.0, seed: int = 0) -> tuple[float, float]:
     """``gmm-est``: transition and GMM updates (Kaldi's code), then mixing up by occupancy."""
     tcfg = khg.MleTransitionUpdateConfig()
     model.trans_model.mle_update(stats.trans_counts.reshape(-1, 1), tcfg)
@@ -186,7 +187,8 @@ def gmm_est(model: GmmHmm, stats: GaussStats, *, mixup: int, power: float, pertu
     opts.min_gaussian_occupancy = min_gaussian_occupancy
     objf_impr, count = khg.mle_am_diag_gmm_update(opts, kaldi_acc, flags, model.am)
     if mixup > model.am.num_gauss:
-        model.am.split_by_count(stats.pdf_occupancies(), mixup, perturb_factor, power, mixup_min_count)
+        split_by_count(model.am, stats.pdf_occupancies(), mixup, perturb_factor=perturb_factor, power=power,
+                       min_count=mixup_min_count, seed=seed)
     model.am.compute_gconsts()
     return objf_impr, count
 
@@ -252,7 +254,8 @@ def train_mono(topo: khg.HmmTopology, lexicon_fst: kaldifst.StdVectorFst, disamb
             raise SenoneError("equal alignment failed for every utterance: are the features and transcripts of the same cuts?")
         stats = accumulate(model, feats, alignments, config.batch_frames, config.num_jobs)
         gmm_est(model, stats, mixup=num_gauss, power=config.power, perturb_factor=config.perturb_factor,
-                mixup_min_count=config.mixup_min_count, min_gaussian_occupancy=config.first_min_gaussian_occupancy)
+                mixup_min_count=config.mixup_min_count, min_gaussian_occupancy=config.first_min_gaussian_occupancy,
+                seed=config.seed)
         history.append(PassRecord(0, model.am.num_gauss, stats.tot_loglike / max(stats.num_frames, 1),
                                   stats.num_frames, False, too_short, time.time() - t0))
         start_iter = 1
@@ -271,7 +274,7 @@ def train_mono(topo: khg.HmmTopology, lexicon_fst: kaldifst.StdVectorFst, disamb
             alignments = new_ali
         stats = accumulate(model, feats, alignments, config.batch_frames, config.num_jobs)
         gmm_est(model, stats, mixup=num_gauss, power=config.power, perturb_factor=config.perturb_factor,
-                mixup_min_count=config.mixup_min_count)
+                mixup_min_count=config.mixup_min_count, seed=config.seed + it)
         if it <= config.max_iter_inc:
             num_gauss += inc_gauss
         rec = PassRecord(it, model.am.num_gauss, stats.tot_loglike / max(stats.num_frames, 1), stats.num_frames,
