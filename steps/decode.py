@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Decode stage: 1-best lattice-faster decoding of one split through HCLG, then scoring.
+
+With ``--sweep`` (dev) every LM weight of ``decode.lm_weights`` is tried (acoustic scale = 1 / LM
+weight) and the best is written to ``best_lm_weight.json``; with ``--lm-weight-from`` (test) the
+split is decoded once with dev's choice, so test never tunes anything.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from lhotse import CutSet
+
+from senone import SenoneError
+from senone.cli import base_parser, parse_conf, run
+from senone.decode import DecodeStats, GmmScorer, decode_dataset, sweep_acoustic_scale
+from senone.feats import iter_gmm_features, load_cmvn_stats
+from senone.hmm.model import GmmHmm
+from senone.io import require_file, write_json
+from senone.lang.transcripts import load_transcripts
+from senone.score import Tokenizer, compute_error_rate, score_and_write
+from senone.score.report import plot_acwt_sweep
+
+log = logging.getLogger("senone.steps.decode")
+
+
+def main(args) -> None:
+    conf = parse_conf(args.conf)
+    dconf = conf["decode"]
+    fconf = conf["features"]["gmm"]
+    language = conf.get("language", "zh")
+    out = Path(args.out)
+    model = GmmHmm.load(args.model_dir)
+    graph = Path(args.graph)
+    feats_cuts = CutSet.from_file(require_file(args.feats, "feats"))
+    cmvn = load_cmvn_stats(require_file(args.cmvn, "feats"))
+    items = list(iter_gmm_features(feats_cuts, cmvn, norm_vars=fconf.get("cmvn_norm_vars", False),
+                                   delta_order=fconf.get("delta_order", 2)))
+    audio_seconds = sum(c.duration for c in feats_cuts)
+    transcripts = load_transcripts(args.cuts)
+    refs = {t.utt: t.text for t in transcripts}
+    ref_syllables = {t.utt: t.syllables for t in transcripts if t.syllables} if language == "zh" else None
+    if ref_syllables is not None and len(ref_syllables) != len(refs):
+        ref_syllables = None  # the corpus did not record what was spoken for every utterance: use pypinyin
+    scorer = GmmScorer(model.am, model.trans_model)
+    decode_seconds = 0.0
+
+    def decode(scale: float) -> dict:
+        nonlocal decode_seconds
+        stats = DecodeStats()
+        t0 = time.process_time()
+        res = decode_dataset(graph / "HCLG.fst", graph / "words.txt", model.trans_model, scorer, items,
+                             acoustic_scale=scale, beam=dconf["beam"], lattice_beam=dconf["lattice_beam"],
+                             max_active=dconf["max_active"], num_jobs=args.threads, stats=stats)
+        decode_seconds += stats.seconds
+        log.info("decoded %d utterances at acoustic scale %.4f in %.1f s wall (%d partial, %d failed)",
+                 stats.num_utts, scale, stats.seconds, stats.num_partial, stats.num_failed)
+        return res
+
+    def hyp_text(words: list[str]) -> str:
+        return " ".join(words)
+
+    tokenizer = Tokenizer(unit="char" if language == "zh" else "word")
+    cache: dict[float, dict] = {}
+
+    if args.sweep:
+        weights = [float(w) for w in dconf["lm_weights"]]
+
+        def decode_cached(scale: float) -> dict:
+            cache[scale] = decode(scale)
+            return {u: hyp_text(r.words) for u, r in cache[scale].items()}
+
+        def score(hyps: dict, refs_: dict) -> float:
+            res = compute_error_rate({u: tokenizer(t) for u, t in refs_.items()},
+                                     {u: tokenizer(h) for u, h in hyps.items()}, log_mismatches=False)
+            return res.total.rate
+
+        best_scale, rates = sweep_acoustic_scale(decode_cached, refs, [1.0 / w for w in weights], score)
+        best = cache[best_scale]
+        sweep = {f"{1.0 / s:g}": r for s, r in rates.items()}
+        best_weight = round(1.0 / best_scale, 6)
+        out.mkdir(parents=True, exist_ok=True)
+        plot_acwt_sweep({1.0 / s: r for s, r in rates.items()}, best_weight, out / "lm_weight_sweep.png",
+                        xlabel="LM weight (1 / acoustic scale)")
+    else:
+        chosen = json.loads(require_file(args.lm_weight_from, "decode_dev").read_text())
+        best_weight = float(chosen["lm_weight"])
+        best = decode(1.0 / best_weight)
+        sweep = None
+    hyps = {u: hyp_text(r.words) for u, r in best.items()}
+    scores = score_and_write(refs, hyps, out, ref_syllables=ref_syllables, language=language)
+    num_partial = sum(1 for r in best.values() if r.status != "ok")
+    rtf = decode_seconds / max(audio_seconds, 1e-9) / max(len(cache) or 1, 1) * args.threads
+    write_json(out / "decode.json", {"lm_weight": best_weight, "acoustic_scale": 1.0 / best_weight,
+                                     "sweep_error_rate_by_lm_weight": sweep, "audio_seconds": audio_seconds,
+                                     "decode_wall_seconds": decode_seconds, "jobs": args.threads,
+                                     "cpu_seconds_per_audio_second_upper_bound": rtf,
+                                     "num_not_final": num_partial})
+    if args.sweep:
+        write_json(out / "best_lm_weight.json", {"lm_weight": best_weight, "chosen_on": str(args.cuts),
+                                                 "error_rate_by_lm_weight": sweep})
+    metric = scores.get("metric", "cer").lower()
+    log.info("%s: %s %.2f%% with LM weight %g", out, metric.upper(), scores[metric]["rate"], best_weight)
+
+
+if __name__ == "__main__":
+    p = base_parser(__doc__)
+    p.add_argument("--model-dir", required=True)
+    p.add_argument("--graph", required=True)
+    p.add_argument("--cuts", required=True, help="manifest cuts (references)")
+    p.add_argument("--feats", required=True)
+    p.add_argument("--cmvn", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--sweep", action="store_true", help="try every decode.lm_weights value (dev)")
+    p.add_argument("--lm-weight-from", help="best_lm_weight.json written by the dev sweep (test)")
+    run(main, p)
