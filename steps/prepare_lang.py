@@ -29,6 +29,7 @@ def main(args) -> None:
         log.warning("%d words have no pronunciation and will be mapped to %s: %s", len(unpronounceable),
                     conf["lang"]["oov_word"], " ".join(unpronounceable[:20]))
     lang = prepare_lang(lexicon, args.out, sil_prob=conf["lang"]["sil_prob"],
+                        share_variants=conf["lang"].get("share_tones", True),
                         extra_info={"unit": unit, "unpronounceable": unpronounceable,
                                     "observed_readings": len(observed)})
     log.info("lang: %d words, %d phones, %d lexicon entries -> %s", len(lang.words), len(lang.real_phones),

@@ -45,7 +45,8 @@ def main(args) -> None:
     mono["realign_iters"] = tuple(mono.get("realign_iters", ()))
     mono.setdefault("num_jobs", args.threads)
     cfg = MonoConfig(**mono)
-    result = train_mono(lang.topology(), lang.read_L(), lang.disambig_phones, transcripts, feats, dim, args.out, cfg)
+    result = train_mono(lang.topology(), lang.read_L(), lang.disambig_phones, transcripts, feats, dim, args.out, cfg,
+                        phone_sets=lang.phone_sets)
     write_alignments(Path(args.out) / "ali.ark", result.alignments)
     log.info("mono: %d pdfs, %d Gaussians, %d utterances aligned", result.model.num_pdfs, result.model.num_gauss,
              len(result.alignments))

@@ -89,10 +89,20 @@ class MonoResult:
     history: list[PassRecord] = field(default_factory=list)
 
 
-def init_mono_model(topo: khg.HmmTopology, feats: FeatureSource, dim: int, subset: int) -> GmmHmm:
-    """``gmm-init-mono``: a monophone tree and one global-statistics Gaussian per pdf."""
+def init_mono_model(topo: khg.HmmTopology, feats: FeatureSource, dim: int, subset: int,
+                    phone_sets: list[list[int]] | None = None) -> GmmHmm:
+    """``gmm-init-mono``: a monophone tree and one global-statistics Gaussian per pdf.
+
+    ``phone_sets`` (Kaldi's ``--shared-phones=phones/sets.int``): phones of one set share their pdfs,
+    e.g. the five tones of a Mandarin final, as Kaldi's Mandarin recipes do; the triphone tree
+    later splits them again with tone questions.
+    """
     phones = list(topo.phones)
-    ctx_dep = khg.monophone_context_dependency(phones, topo.get_phone_to_num_pdf_classes())
+    if phone_sets and any(len(s) > 1 for s in phone_sets):
+        ctx_dep = khg.monophone_context_dependency_shared([sorted(s) for s in phone_sets],
+                                                          topo.get_phone_to_num_pdf_classes())
+    else:
+        ctx_dep = khg.monophone_context_dependency(phones, topo.get_phone_to_num_pdf_classes())
     trans_model = khg.TransitionModel(ctx_dep, topo)
     count, s1, s2 = 0, np.zeros(dim), np.zeros(dim)
     for i, (_utt, x) in enumerate(feats.items()):
@@ -199,7 +209,7 @@ def _feature_frames(feats: FeatureSource) -> dict[str, int]:
 
 def train_mono(topo: khg.HmmTopology, lexicon_fst: kaldifst.StdVectorFst, disambig_phones: list[int],
                transcripts: Mapping[str, list[int]], feats: FeatureSource, dim: int, out_dir: str | Path,
-               config: MonoConfig = MonoConfig()) -> MonoResult:
+               config: MonoConfig = MonoConfig(), phone_sets: list[list[int]] | None = None) -> MonoResult:
     """Train a monophone system; writes ``final.{mdl,pkl}``, ``tree``, ``history.json`` into ``out_dir``.
 
     ``transcripts`` maps utterance ids to word-id sequences (OOV words already mapped to the OOV
@@ -223,7 +233,7 @@ def train_mono(topo: khg.HmmTopology, lexicon_fst: kaldifst.StdVectorFst, disamb
         log.info("resuming monophone training at pass %d", start_iter)
 
     if model is None:
-        model = init_mono_model(topo, feats, dim, config.init_subset)
+        model = init_mono_model(topo, feats, dim, config.init_subset, phone_sets)
         num_gauss = model.am.num_gauss
     inc_gauss = max((config.tot_gauss - model.num_pdfs) // max(config.max_iter_inc, 1), 0)
 
