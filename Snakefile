@@ -20,7 +20,9 @@ DATA = f"data/{RECIPE}"
 EXP = f"exp/{RECIPE}"
 MANIFESTS = f"{DATA}/manifests"
 FEATS = f"{DATA}/feats/gmm"
-PY = sys.executable
+ROOT = workflow.basedir
+# steps run as modules of the project (they import local/ corpus recipes), from any working directory
+STEP = f"PYTHONPATH={ROOT}${{PYTHONPATH:+:$PYTHONPATH}} {sys.executable} -m steps"
 SPLITS = ["train", "dev", "test"]
 
 
@@ -61,7 +63,7 @@ rule prepare:
     log:
         f"{EXP}/log/prepare.log",
     shell:
-        "{PY} -m steps.prepare_corpus --conf '{params.conf}' --out {DATA} --threads {threads} --log {log}"
+        "{STEP}.prepare_corpus --conf '{params.conf}' --out {DATA} --threads {threads} --log {log}"
 
 
 rule lang:
@@ -75,7 +77,7 @@ rule lang:
     log:
         f"{EXP}/log/lang.log",
     shell:
-        "{PY} -m steps.prepare_lang --conf '{params.conf}' --train-cuts {input.train} --out {DATA}/lang --log {log}"
+        "{STEP}.prepare_lang --conf '{params.conf}' --train-cuts {input.train} --out {DATA}/lang --log {log}"
 
 
 rule lm:
@@ -91,7 +93,7 @@ rule lm:
     log:
         f"{EXP}/log/lm.log",
     shell:
-        "{PY} -m steps.train_lm --conf '{params.conf}' --lang {DATA}/lang --train-cuts {input.train} "
+        "{STEP}.train_lm --conf '{params.conf}' --lang {DATA}/lang --train-cuts {input.train} "
         "--dev-cuts {input.dev} --out {DATA}/lm --log {log}"
 
 
@@ -106,7 +108,7 @@ rule feats:
     log:
         f"{EXP}/log/feats_{{split}}.log",
     shell:
-        "{PY} -m steps.compute_feats --conf '{params.conf}' --cuts {input.cuts} --split {wildcards.split} "
+        "{STEP}.compute_feats --conf '{params.conf}' --cuts {input.cuts} --split {wildcards.split} "
         "--out {FEATS} --log {log}"
 
 
@@ -126,7 +128,7 @@ rule mono:
     log:
         f"{EXP}/mono/log/train.log",
     shell:
-        "{PY} -m steps.train_mono --conf '{params.conf}' --lang {DATA}/lang --train-cuts {input.train} "
+        "{STEP}.train_mono --conf '{params.conf}' --lang {DATA}/lang --train-cuts {input.train} "
         "--feats {input.feats} --cmvn {input.cmvn} --out {EXP}/mono --threads {threads} --log {log}"
 
 
@@ -142,7 +144,7 @@ rule graph:
     log:
         f"{EXP}/{{system}}/log/graph.log",
     shell:
-        "{PY} -m steps.make_graph --conf '{params.conf}' --lang {DATA}/lang --G {input.G} "
+        "{STEP}.make_graph --conf '{params.conf}' --lang {DATA}/lang --G {input.G} "
         "--model-dir {EXP}/{wildcards.system} --out {EXP}/{wildcards.system}/graph --log {log}"
 
 
@@ -161,7 +163,7 @@ rule decode_dev:
     log:
         f"{EXP}/{{system}}/log/decode_dev.log",
     shell:
-        "{PY} -m steps.decode --conf '{params.conf}' --model-dir {EXP}/{wildcards.system} --graph {EXP}/{wildcards.system}/graph "
+        "{STEP}.decode --conf '{params.conf}' --model-dir {EXP}/{wildcards.system} --graph {EXP}/{wildcards.system}/graph "
         "--cuts {input.cuts} --feats {input.feats} --cmvn {input.cmvn} --sweep --out {EXP}/{wildcards.system}/decode_dev "
         "--threads {threads} --log {log}"
 
@@ -182,6 +184,6 @@ rule decode_test:
     log:
         f"{EXP}/{{system}}/log/decode_test.log",
     shell:
-        "{PY} -m steps.decode --conf '{params.conf}' --model-dir {EXP}/{wildcards.system} --graph {EXP}/{wildcards.system}/graph "
+        "{STEP}.decode --conf '{params.conf}' --model-dir {EXP}/{wildcards.system} --graph {EXP}/{wildcards.system}/graph "
         "--cuts {input.cuts} --feats {input.feats} --cmvn {input.cmvn} --lm-weight-from {input.best} "
         "--out {EXP}/{wildcards.system}/decode_test --threads {threads} --log {log}"
