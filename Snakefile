@@ -60,6 +60,8 @@ rule prepare:
     params:
         conf=json.dumps(CFG["corpus"], sort_keys=True),
     threads: workflow.cores
+    benchmark:
+        f"{EXP}/benchmarks/prepare.tsv"
     log:
         f"{EXP}/log/prepare.log",
     shell:
@@ -74,6 +76,8 @@ rule lang:
         words=f"{DATA}/lang/words.txt",
     params:
         conf=conf("lang", "lm"),
+    benchmark:
+        f"{EXP}/benchmarks/lang.tsv"
     log:
         f"{EXP}/log/lang.log",
     shell:
@@ -90,6 +94,8 @@ rule lm:
         report=f"{DATA}/lm/lm_report.json",
     params:
         conf=conf("lang", "lm"),
+    benchmark:
+        f"{EXP}/benchmarks/lm.tsv"
     log:
         f"{EXP}/log/lm.log",
     shell:
@@ -105,6 +111,8 @@ rule feats:
         cmvn=f"{FEATS}/cmvn_{{split}}.npz",
     params:
         conf=json.dumps(CFG["features"]["gmm"], sort_keys=True),
+    benchmark:
+        f"{EXP}/benchmarks/feats_{{split}}.tsv"
     log:
         f"{EXP}/log/feats_{{split}}.log",
     shell:
@@ -125,6 +133,8 @@ rule mono:
     params:
         conf=conf("lang", "features", "gmm"),
     threads: workflow.cores
+    benchmark:
+        f"{EXP}/benchmarks/mono.tsv"
     log:
         f"{EXP}/mono/log/train.log",
     shell:
@@ -141,6 +151,8 @@ rule graph:
         f"{EXP}/{{system}}/graph/HCLG.fst",
     params:
         conf=conf("graph"),
+    benchmark:
+        f"{EXP}/benchmarks/graph_{{system}}.tsv"
     log:
         f"{EXP}/{{system}}/log/graph.log",
     shell:
@@ -160,6 +172,8 @@ rule decode_dev:
     params:
         conf=conf("lang", "features", "decode", "language"),
     threads: workflow.cores
+    benchmark:
+        f"{EXP}/benchmarks/decode_dev_{{system}}.tsv"
     log:
         f"{EXP}/{{system}}/log/decode_dev.log",
     shell:
@@ -181,6 +195,8 @@ rule decode_test:
     params:
         conf=conf("lang", "features", "decode", "language"),
     threads: workflow.cores
+    benchmark:
+        f"{EXP}/benchmarks/decode_test_{{system}}.tsv"
     log:
         f"{EXP}/{{system}}/log/decode_test.log",
     shell:

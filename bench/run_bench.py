@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""Time every stage of the default recipe from scratch and write BENCHMARKS.md.
+
+Runs ``snakemake decode`` for a recipe in an empty work directory (so nothing is reused), reads the
+per-rule ``benchmark:`` files Snakemake writes (wall seconds, CPU seconds, peak RSS), and derives the
+figures the targets are stated in: corpus generation time, feature extraction × real time per core,
+decoding CPU seconds per second of audio, and the whole run's wall time.
+
+    .venv/bin/python bench/run_bench.py                 # default recipe, --cores 2
+    .venv/bin/python bench/run_bench.py --cores 2 --workdir /tmp/senone-bench --out BENCHMARKS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TARGETS = {
+    "whole run (wall)": ("total_wall", "<=", 600.0, "s"),
+    "corpus generation (wall)": ("prepare_wall", "<=", 120.0, "s"),
+    "feature extraction": ("feats_xrt_per_core", ">=", 500.0, "× real time per core"),
+    "decoding (test)": ("decode_cpu_per_audio", "<=", 0.05, "CPU s per audio s"),
+}
+
+
+def read_benchmark(path: Path) -> dict[str, float]:
+    with open(path) as f:
+        row = next(csv.DictReader(f, delimiter="\t"))
+    return {"wall": float(row["s"]), "cpu": float(row["cpu_time"]), "max_rss_mb": float(row["max_rss"])}
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores ({model}), {mem:.0f} GiB RAM, Python {platform.python_version()}, {platform.system()}"
+
+
+def audio_seconds(work: Path, recipe: str, split: str) -> float:
+    from lhotse import CutSet
+
+    cuts = CutSet.from_file(work / "data" / recipe / "feats" / "gmm" / f"cuts_{split}.jsonl.gz")
+    return float(sum(c.duration for c in cuts))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--recipe", default="synth_zh")
+    ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--workdir", default="/tmp/senone-bench")
+    ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    args = ap.parse_args()
+
+    work = Path(args.workdir)
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(work),
+           "--cores", str(args.cores), "decode", "--config", f"recipe={args.recipe}"]
+    t0 = time.time()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    total = time.time() - t0
+    if proc.returncode != 0:
+        sys.exit(f"benchmark run failed:\n{proc.stderr[-3000:]}")
+
+    exp = work / "exp" / args.recipe
+    bench = {p.stem: read_benchmark(p) for p in sorted((exp / "benchmarks").glob("*.tsv"))}
+    splits = ["train", "dev", "test"]
+    audio = {s: audio_seconds(work, args.recipe, s) for s in splits}
+    feats_cpu = sum(bench[f"feats_{s}"]["cpu"] for s in splits)
+    decode_test = json.loads((exp / "mono" / "decode_test" / "decode.json").read_text())
+    figures = {
+        "total_wall": total,
+        "prepare_wall": bench["prepare"]["wall"],
+        "feats_xrt_per_core": sum(audio.values()) / max(feats_cpu, 1e-9),
+        "decode_cpu_per_audio": bench["decode_test_mono"]["cpu"] / audio["test"],
+        "decode_search_cpu_per_audio": decode_test["decode_wall_seconds"] * decode_test["jobs"] / audio["test"],
+    }
+    test_cer = (exp / "mono" / "decode_test" / "cer.txt").read_text().splitlines()[0]
+    dev_cer = (exp / "mono" / "decode_dev" / "cer.txt").read_text().splitlines()[0]
+
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Machine: {machine()}.",
+        f"Date: {dt.date.today().isoformat()}. Command: `.venv/bin/python bench/run_bench.py --cores {args.cores}` "
+        f"(a fresh `snakemake --cores {args.cores} decode` of recipe `{args.recipe}` in an empty directory).",
+        "",
+        f"Audio: train {audio['train'] / 3600:.2f} h, dev {audio['dev'] / 60:.1f} min, test {audio['test'] / 60:.1f} min.",
+        f"Result: mono test `{test_cer}`; dev `{dev_cer}`.",
+        "",
+        "## Targets",
+        "",
+        "| target | measured | bound | met |",
+        "|---|---|---|---|",
+    ]
+    for name, (key, op, bound, unit) in TARGETS.items():
+        value = figures[key]
+        ok = value <= bound if op == "<=" else value >= bound
+        lines.append(f"| {name} | {value:.3g} {unit} | {op} {bound:g} | {'yes' if ok else 'NO'} |")
+    lines += [
+        "",
+        f"Decoding search alone (decoder wall × jobs, without loading features and the graph): "
+        f"{figures['decode_search_cpu_per_audio']:.3f} CPU s per audio s.",
+        "",
+        "## Stages (Snakemake `benchmark:` files)",
+        "",
+        "| stage | wall s | CPU s | peak RSS MB |",
+        "|---|---|---|---|",
+    ]
+    for name, b in bench.items():
+        lines.append(f"| {name} | {b['wall']:.1f} | {b['cpu']:.1f} | {b['max_rss_mb']:.0f} |")
+    lines += ["", f"Whole run wall time: {total:.0f} s.", ""]
+    Path(args.out).write_text("\n".join(lines), encoding="utf-8")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
