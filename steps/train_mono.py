@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from pathlib import Path
 
 from lhotse import CutSet
@@ -14,6 +15,7 @@ from senone.feats import iter_gmm_features, load_cmvn_stats
 from senone.gmm.mono import MonoConfig, train_mono
 from senone.io import require_file, write_alignments
 from senone.lang import load_lang
+from senone.score.report import plot_training_curve
 from senone.lang.transcripts import load_transcripts, to_word_ids, transcript_units
 
 log = logging.getLogger("senone.steps.train_mono")
@@ -48,6 +50,8 @@ def main(args) -> None:
     result = train_mono(lang.topology(), lang.read_L(), lang.disambig_phones, transcripts, feats, dim, args.out, cfg,
                         phone_sets=lang.phone_sets)
     write_alignments(Path(args.out) / "ali.ark", result.alignments)
+    plot_training_curve([asdict(h) for h in result.history], Path(args.out) / "training_curve.png",
+                        title=f"monophone: {result.model.num_pdfs} pdfs, {result.model.num_gauss} Gaussians")
     log.info("mono: %d pdfs, %d Gaussians, %d utterances aligned", result.model.num_pdfs, result.model.num_gauss,
              len(result.alignments))
 

@@ -306,3 +306,13 @@ def test_plots_written(tmp_path):
 def test_error_stats_default_name_and_ser():
     s = ErrorStats(ref_count=4, subs=1, num_sent=2, sent_errs=1)
     assert s.line() == "%CER 25.00 [ 1 / 4, 0 ins, 0 del, 1 sub ]" and s.ser == 50.0
+
+
+def test_training_curve_plot(tmp_path):
+    from senone.score.report import plot_training_curve
+
+    passes = [{"iteration": i, "like_per_frame": -90 + 5 * i ** 0.5, "realigned": i % 2 == 1} for i in range(10)]
+    plot_training_curve(passes, tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(SenoneError):
+        plot_training_curve([], tmp_path / "empty.png")

@@ -402,3 +402,34 @@ def plot_acwt_sweep(
     if title:
         ax.set_title(title)
     _save_png(fig, out_png)
+
+
+def plot_training_curve(
+    passes: Sequence[Mapping],
+    out_png: str | os.PathLike,
+    *,
+    x: str = "iteration",
+    y: str = "like_per_frame",
+    marker_key: str | None = "realigned",
+    ylabel: str = "log-likelihood per frame",
+    title: str | None = None,
+) -> None:
+    """A training curve (e.g. GMM log-likelihood per frame over the passes, realignment passes marked)."""
+    if not passes:
+        raise SenoneError(f"{out_png}: no training passes to plot")
+    xs = [float(p[x]) for p in passes]
+    ys = [float(p[y]) for p in passes]
+    fig = _new_figure(5.5, 3.4)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot(xs, ys, linewidth=1.2, color="tab:blue")
+    if marker_key:
+        marked = [(a, b) for a, b, p in zip(xs, ys, passes) if p.get(marker_key)]
+        if marked:
+            ax.plot(*zip(*marked), linestyle="none", marker="o", markersize=3, color="tab:orange", label=marker_key)
+            ax.legend(fontsize=8)
+    ax.set_xlabel(x)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    _save_png(fig, out_png)
