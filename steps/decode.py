@@ -15,7 +15,6 @@ from pathlib import Path
 
 from lhotse import CutSet
 
-from senone import SenoneError
 from senone.cli import base_parser, parse_conf, run
 from senone.decode import DecodeStats, GmmScorer, decode_dataset, sweep_acoustic_scale
 from senone.feats import iter_gmm_features, load_cmvn_stats
@@ -52,7 +51,6 @@ def main(args) -> None:
     def decode(scale: float) -> dict:
         nonlocal decode_seconds
         stats = DecodeStats()
-        t0 = time.process_time()
         res = decode_dataset(graph / "HCLG.fst", graph / "words.txt", model.trans_model, scorer, items,
                              acoustic_scale=scale, beam=dconf["beam"], lattice_beam=dconf["lattice_beam"],
                              max_active=dconf["max_active"], num_jobs=args.threads, stats=stats)

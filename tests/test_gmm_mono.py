@@ -3,7 +3,7 @@ import pytest
 
 import kaldi_hmm_gmm as khg
 
-from senone.gmm.mono import MonoConfig, accumulate, init_mono_model, train_mono
+from senone.gmm.mono import MonoConfig, train_mono
 from senone.gmm.stats import GaussStats
 from senone.hmm.model import GmmHmm
 from senone.io import read_alignments, write_alignments
