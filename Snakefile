@@ -24,6 +24,8 @@ ROOT = workflow.basedir
 # steps run as modules of the project (they import local/ corpus recipes), from any working directory
 STEP = f"PYTHONPATH={ROOT}${{PYTHONPATH:+:$PYTHONPATH}} {sys.executable} -m steps"
 SPLITS = ["train", "dev", "test"]
+SYSTEMS = CFG["systems"]  # GMM stages in training order; the last is the best so far
+BEST = SYSTEMS[-1]
 
 
 def cuts(split):
@@ -44,14 +46,27 @@ if not _cfg_path.exists() or _cfg_path.read_text(encoding="utf-8") != _cfg_text:
 
 
 rule decode:
-    """Default target: decode test with the best system so far and print its CER."""
+    """Default target: decode test with the best system so far and print its CER (and the RESULTS table)."""
     input:
-        cer=f"{EXP}/mono/decode_test/cer.txt",
-        syl=f"{EXP}/mono/decode_test/syllable_er.txt",
-        dev=f"{EXP}/mono/decode_dev/cer.txt",
+        cer=f"{EXP}/{BEST}/decode_test/cer.txt",
+        syl=f"{EXP}/{BEST}/decode_test/syllable_er.txt",
+        results=f"{EXP}/RESULTS.md",
     shell:
-        "echo '== {RECIPE}: mono, test set (LM weight chosen on dev) =='; cat {input.cer} {input.syl}; "
-        "echo '== dev =='; head -n1 {input.dev}"
+        "cat {input.results}; echo; echo '== {RECIPE}: {BEST}, test set (LM weight chosen on dev) =='; "
+        "cat {input.cer} {input.syl}"
+
+
+rule results:
+    input:
+        [f"{EXP}/{s}/decode_{split}/cer.txt" for s in SYSTEMS for split in ("dev", "test")],
+    output:
+        md=f"{EXP}/RESULTS.md",
+        csv=f"{EXP}/RESULTS.csv",
+        png=f"{EXP}/RESULTS.png",
+    log:
+        f"{EXP}/log/results.log",
+    shell:
+        "{STEP}.results --exp {EXP} {SYSTEMS} --log {log} > /dev/null"
 
 
 rule prepare:
@@ -140,6 +155,30 @@ rule mono:
     shell:
         "{STEP}.train_mono --conf '{params.conf}' --lang {DATA}/lang --train-cuts {input.train} "
         "--feats {input.feats} --cmvn {input.cmvn} --out {EXP}/mono --threads {threads} --log {log}"
+
+
+rule tri1:
+    input:
+        L=f"{DATA}/lang/L.fst",
+        train=cuts("train"),
+        feats=f"{FEATS}/cuts_train.jsonl.gz",
+        cmvn=f"{FEATS}/cmvn_train.npz",
+        prev=f"{EXP}/mono/final.pkl",
+        ali=f"{EXP}/mono/ali.ark",
+    output:
+        mdl=f"{EXP}/tri1/final.mdl",
+        pkl=f"{EXP}/tri1/final.pkl",
+        ali=f"{EXP}/tri1/ali.ark",
+    params:
+        conf=conf("lang", "features", "gmm"),
+    threads: workflow.cores
+    benchmark:
+        f"{EXP}/benchmarks/tri1.tsv"
+    log:
+        f"{EXP}/tri1/log/train.log",
+    shell:
+        "{STEP}.train_tri --stage tri1 --conf '{params.conf}' --lang {DATA}/lang --train-cuts {input.train} "
+        "--feats {input.feats} --cmvn {input.cmvn} --prev {EXP}/mono --out {EXP}/tri1 --threads {threads} --log {log}"
 
 
 rule graph:

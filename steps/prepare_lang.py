@@ -24,7 +24,8 @@ def main(args) -> None:
     vocab = collect_vocabulary(units.values(), extra)
     observed = observed_pronunciations(transcripts, units)
     user = read_lexicon(conf["lang"]["lexicon"]) if conf["lang"].get("lexicon") else None
-    lexicon, unpronounceable = build_mandarin_lexicon(vocab, observed=observed, user_lexicon=user)
+    lexicon, unpronounceable = build_mandarin_lexicon(vocab, observed=observed, user_lexicon=user,
+                                                      heteronyms=conf["lang"].get("heteronyms", False))
     if unpronounceable:
         log.warning("%d words have no pronunciation and will be mapped to %s: %s", len(unpronounceable),
                     conf["lang"]["oov_word"], " ".join(unpronounceable[:20]))

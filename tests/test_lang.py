@@ -67,10 +67,11 @@ def test_known_words():
     assert mandarin_pronunciations("你好") == [("n", "i3", "h", "ao3")]
     # phrase-aware: 银行 is yin2 hang2, never xing2
     assert mandarin_pronunciations("银行") == [("in2", "h", "ang2")]
-    # single characters get every heteronym reading
-    yi = mandarin_pronunciations("一")
+    # a single character gets its default reading; every heteronym reading only on request
+    assert mandarin_pronunciations("一") == [("i1",)]
+    yi = mandarin_pronunciations("一", heteronyms=True)
     assert {("i1",), ("i2",), ("i4",)} <= set(yi)
-    hang = mandarin_pronunciations("行")
+    hang = mandarin_pronunciations("行", heteronyms=True)
     assert ("x", "ing2") in hang and ("h", "ang2") in hang
     assert mandarin_pronunciations("2024") == []
 
@@ -226,7 +227,7 @@ def test_lexicon_fst_weights_follow_sil_prob(tmp_path):
 
 
 def test_topology_readable_by_kaldi(tmp_path):
-    lex, _ = build_mandarin_lexicon(["你好", "一"])
+    lex, _ = build_mandarin_lexicon(["你好", "一"], heteronyms=True)
     lang = prepare_lang(lex, tmp_path / "lang")
     topo = lang.topology()
     assert list(topo.phones) == lang.real_phones

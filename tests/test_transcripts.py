@@ -45,3 +45,17 @@ def test_missing_manifest_names_the_stage(tmp_path):
 def test_unknown_recipe_lists_the_available_ones():
     with pytest.raises(SenoneError, match=r"recipe 'nope' does not exist .*available: .*synth_zh"):
         load_config("nope")
+
+
+def test_readings_in_context_enter_the_lexicon():
+    """Without recorded syllables the lexicon learns a character's reading from its sentence."""
+    from senone.lang import build_mandarin_lexicon
+    from senone.lang.transcripts import Transcript, observed_pronunciations
+
+    ts = [Transcript("a", "s", "银行很大", None), Transcript("b", "s", "我们走", "wo3 men5 zou3")]
+    units = {"a": list("银行很大"), "b": list("我们走")}
+    pairs = observed_pronunciations(ts, units)
+    assert ("行", ["hang2"]) in pairs and ("们", ["men5"]) in pairs
+    lex, _ = build_mandarin_lexicon(["行"], observed=pairs)
+    # default reading xing2 plus the reading of the training text, and no other heteronym
+    assert set(lex.prons["行"]) == {("x", "ing2"), ("h", "ang2")}

@@ -14,7 +14,7 @@ from typing import Mapping
 from senone import SenoneError
 from senone.io import require_file
 from senone.lang.lexicon import observed_readings
-from senone.lang.segment import to_units
+from senone.lang.segment import is_cjk, to_units
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +57,27 @@ def transcript_units(transcripts: list[Transcript], unit: str) -> dict[str, list
     return {t.utt: to_units(t.text, unit) for t in transcripts}
 
 
+def contextual_syllables(text: str) -> list[str]:
+    """pypinyin's reading of the CJK characters of a sentence in context (phrase-aware), TONE3."""
+    from pypinyin import Style, lazy_pinyin
+
+    cjk = "".join(ch for ch in text if is_cjk(ch))
+    return lazy_pinyin(cjk, style=Style.TONE3, neutral_tone_with_five=True)
+
+
 def observed_pronunciations(transcripts: list[Transcript], units: Mapping[str, list[str]]) -> list[tuple[str, list[str]]]:
-    """(unit, syllables) pairs of what the speakers actually said, where the corpus recorded it."""
+    """(unit, syllables) pairs: what the speakers said where the corpus recorded it, else the reading
+    pypinyin gives the unit in the context of its sentence.
+
+    These are the readings a character really takes in the training text (行 hang2 in 银行, xing2 in
+    行走), which the lexicon adds to each character's default reading.
+    """
     pairs: list[tuple[str, list[str]]] = []
     mismatched = 0
     for t in transcripts:
-        if not t.syllables:
-            continue
+        syllables = t.syllables or contextual_syllables(t.text)
         try:
-            pairs.extend(observed_readings(units[t.utt], t.syllables))
+            pairs.extend(observed_readings(units[t.utt], syllables))
         except SenoneError:
             mismatched += 1
     if mismatched:

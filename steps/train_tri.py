@@ -1,0 +1,51 @@
+#!/usr/bin/env python3
+"""Triphone stage (tri1: Δ+ΔΔ features, Kaldi's train_deltas.sh) from the previous stage's alignments."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+from senone.cli import base_parser, parse_conf, run
+from senone.gmm.triphone import TriConfig, train_triphone
+from senone.hmm.model import GmmHmm
+from senone.io import read_alignments, write_alignments
+from senone.lang import load_lang
+from senone.lang.transcripts import load_transcripts, to_word_ids, transcript_units
+from senone.score.report import plot_training_curve
+from steps.train_mono import load_feature_cache
+
+log = logging.getLogger("senone.steps.train_tri")
+
+
+def main(args) -> None:
+    conf = parse_conf(args.conf)
+    lang = load_lang(args.lang)
+    units = transcript_units(load_transcripts(args.train_cuts), lang.info.get("unit") or conf["lang"]["unit"])
+    transcripts, _ = to_word_ids(units, lang.words, lang.oov_word, args.train_cuts)
+    feats = load_feature_cache(args.feats, args.cmvn, conf["features"]["gmm"])
+    prev = GmmHmm.load(args.prev)
+    prev_ali = read_alignments(Path(args.prev) / "ali.ark")
+    stage = dict(conf["gmm"][args.stage])
+    stage["realign_iters"] = tuple(stage.get("realign_iters", ()))
+    stage.setdefault("num_jobs", args.threads)
+    cfg = TriConfig(**stage)
+    result = train_triphone(lang, lang.read_L(), transcripts, feats, prev, prev_ali, args.out, cfg, name=args.stage)
+    write_alignments(Path(args.out) / "ali.ark", result.alignments)
+    plot_training_curve([asdict(h) for h in result.history], Path(args.out) / "training_curve.png",
+                        title=f"{args.stage}: {result.model.num_pdfs} leaves, {result.model.num_gauss} Gaussians")
+    log.info("%s: %d leaves, %d Gaussians, %d utterances aligned", args.stage, result.model.num_pdfs,
+             result.model.num_gauss, len(result.alignments))
+
+
+if __name__ == "__main__":
+    p = base_parser(__doc__)
+    p.add_argument("--stage", default="tri1", help="configuration section under gmm: (tri1)")
+    p.add_argument("--lang", required=True)
+    p.add_argument("--train-cuts", required=True)
+    p.add_argument("--feats", required=True)
+    p.add_argument("--cmvn", required=True)
+    p.add_argument("--prev", required=True, help="previous stage's directory (final.pkl, ali.ark)")
+    p.add_argument("--out", required=True)
+    run(main, p)
