@@ -18,9 +18,10 @@ from senone.cli import base_parser, parse_conf, run
 from senone.decode import DecodeStats, GmmScorer, decode_dataset, sweep_acoustic_scale
 from senone.feats import iter_gmm_features, load_cmvn_stats
 from senone.hmm.model import GmmHmm
-from senone.io import require_file, write_json
+from senone.decode.phones import hyp_syllables_batch, ref_syllable_keys
+from senone.io import read_symbol_table, require_file, write_json
 from senone.lang.transcripts import load_transcripts
-from senone.score import Tokenizer, compute_error_rate, score_and_write
+from senone.score import Tokenizer, compute_error_rate, score_and_write, text_to_syllables
 from senone.score.report import plot_acwt_sweep
 
 log = logging.getLogger("senone.steps.decode")
@@ -89,7 +90,16 @@ def main(args) -> None:
         best = decode(1.0 / best_weight)
         sweep = None
     hyps = {u: hyp_text(r.words) for u, r in best.items()}
-    scores = score_and_write(refs, hyps, out, ref_syllables=ref_syllables, language=language)
+    syllables = {}
+    if language == "zh":
+        # both sides as lexicon phone keys: the reference as spoken (or pypinyin's reading of the text),
+        # the hypothesis as the pronunciations on the decoder's best path
+        id2phone = {i: p for p, i in read_symbol_table(graph / "phones.txt").items()}
+        hyp_keys, _ = hyp_syllables_batch(model.trans_model, {u: r.alignment for u, r in best.items()}, id2phone)
+        ref_src = ref_syllables if ref_syllables is not None else {u: text_to_syllables(t) for u, t in refs.items()}
+        ref_keys, _ = ref_syllable_keys(ref_src)
+        syllables = {"ref_syllables": ref_keys, "hyp_syllables": hyp_keys}
+    scores = score_and_write(refs, hyps, out, language=language, **syllables)
     num_partial = sum(1 for r in best.values() if r.status != "ok")
     rtf = decode_seconds / max(audio_seconds, 1e-9) / max(len(cache) or 1, 1) * args.threads
     write_json(out / "decode.json", {"lm_weight": best_weight, "acoustic_scale": 1.0 / best_weight,

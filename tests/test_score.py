@@ -316,3 +316,16 @@ def test_training_curve_plot(tmp_path):
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(SenoneError):
         plot_training_curve([], tmp_path / "empty.png")
+
+
+def test_syllable_rates_from_decoder_phone_keys():
+    """Given keys on both sides (decoder path vs spoken), only tone differences are tonal errors."""
+    from senone.score.syllables import syllable_error_rates
+
+    refs = {"a": "你好是"}
+    res = syllable_error_rates(refs, {"a": "你好事"}, ref_syllables={"a": ["n_i3", "h_ao3", "sh_ix4"]},
+                               hyp_syllables={"a": ["n_i2", "h_ao3", "sh_ix4"]})
+    assert res.hyp_source == "decoder path"
+    assert res.tonal.total.errors == 1 and res.toneless.total.errors == 0
+    with pytest.raises(SenoneError):
+        syllable_error_rates(refs, {"a": "你"}, hyp_syllables={"a": ["n_i3"]})

@@ -71,6 +71,7 @@ def score_and_write(
     out_dir: str | os.PathLike,
     *,
     ref_syllables: Mapping[str, str | Sequence[str]] | None = None,
+    hyp_syllables: Mapping[str, Sequence[str]] | None = None,
     language: Literal["zh", "en"] = "zh",
     mode: ScoringMode = "all",
     tokenizer: Tokenizer | None = None,
@@ -82,7 +83,8 @@ def score_and_write(
 
     ``language="zh"``: CER over Kaldi-style character tokens (``cer.txt``) plus tonal and toneless
     pinyin syllable error rates (``syllable_er.txt``); ``ref_syllables`` (utterance → syllables
-    actually spoken) replaces converting the reference text. ``language="en"``: WER over words
+    actually spoken) replaces converting the reference text; with ``hyp_syllables`` as well (both as
+    lexicon phone keys) the hypothesis side is the decoder's chosen pronunciation. ``language="en"``: WER over words
     (``wer.txt``), no syllables. Both write ``per_utt.txt``, ``ref.txt``, ``hyp.txt`` (id + text,
     sorted) and ``scores.json``; the same dict is returned.
 
@@ -149,12 +151,14 @@ def score_and_write(
 
     if language == "zh":
         syl = syllable_error_rates(
-            refs, hyps, ref_syllables=ref_syllables, mode=mode, tone_sandhi=tone_sandhi, tokenizer=tokenizer,
-            log_mismatches=False,
+            refs, hyps, ref_syllables=ref_syllables, hyp_syllables=hyp_syllables, mode=mode, tone_sandhi=tone_sandhi,
+            tokenizer=tokenizer, log_mismatches=False,
         )
         scores["syllables"] = {
             "ref_source": syl.ref_source,
-            "style": "pypinyin TONE3, neutral tone 5",
+            "hyp_source": syl.hyp_source,
+            "style": ("lexicon phone keys, initial_final+tone" if syl.hyp_source == "decoder path"
+                      else "pypinyin TONE3, neutral tone 5"),
             "tone_sandhi": tone_sandhi,
             "tonal": syl.tonal.total.to_dict(),
             "toneless": syl.toneless.total.to_dict(),

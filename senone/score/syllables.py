@@ -45,7 +45,7 @@ TONELESS_NAME = "SylER-toneless"
 
 _CHAR_TOKENIZER = Tokenizer("char")
 # A tonal pinyin syllable: lower-case letters (v for ü) and one tone digit 1-5.
-_TONAL_RE = re.compile(r"([a-z]+)([1-5])")
+_TONAL_RE = re.compile(r"([a-z_]+)([1-5])")  # pinyin (qi4) or lexicon phone keys (q_i4)
 
 
 def _split_pieces(word: str, tokenizer: Tokenizer) -> list[tuple[bool, str]]:
@@ -121,6 +121,7 @@ class SyllableScores:
     tonal: ScoreResult
     toneless: ScoreResult
     ref_source: str  # "supplied" or "pypinyin"
+    hyp_source: str = "pypinyin"  # or "decoder path": the pronunciations the decoder chose
 
     def report_lines(self) -> list[str]:
         """``# ...`` source line, then the tonal and toneless ``%SylER-...`` lines."""
@@ -129,8 +130,13 @@ class SyllableScores:
             if self.ref_source == "supplied"
             else "pypinyin from the reference text"
         )
+        if self.hyp_source == "decoder path":
+            head = ("# syllables: lexicon phone keys (initial_final+tone); hypothesis from the decoder's best path, "
+                    f"reference {src}")
+        else:
+            head = f"# syllables: pypinyin TONE3, neutral tone 5; reference syllables {src}"
         return [
-            f"# syllables: pypinyin TONE3, neutral tone 5; reference syllables {src}",
+            head,
             self.tonal.total.line(),
             self.toneless.total.line(),
         ]
@@ -141,6 +147,7 @@ def syllable_error_rates(
     hyps: Mapping[str, str],
     *,
     ref_syllables: Mapping[str, str | Sequence[str]] | None = None,
+    hyp_syllables: Mapping[str, Sequence[str]] | None = None,
     mode: ScoringMode = "all",
     tone_sandhi: bool = False,
     tokenizer: Tokenizer | None = None,
@@ -150,8 +157,25 @@ def syllable_error_rates(
 
     ``refs``/``hyps`` map utterance id → text. With ``ref_syllables`` (utterance id → syllables)
     the reference text is not converted; every scored reference utterance must have an entry.
-    ``mode`` and ``log_mismatches`` are as in ``compute_error_rate``.
+    With ``hyp_syllables`` (utterance id → syllable tokens, e.g. the lexicon phone keys of the
+    decoder's best path from ``senone.decode.phones``) both sides are taken as given tokens in the
+    same unit — then ``ref_syllables`` is required — so that the pronunciation the decoder chose,
+    not pypinyin's guess, is scored. ``mode`` and ``log_mismatches`` are as in ``compute_error_rate``.
     """
+    if hyp_syllables is not None:
+        if ref_syllables is None:
+            raise SenoneError("hyp_syllables needs ref_syllables in the same unit; pass both")
+        lacking = sorted(u for u in refs if u not in ref_syllables)
+        if lacking:
+            raise SenoneError(f"ref_syllables lacks {len(lacking)} of {len(refs)} utterances (first: {lacking[0]})")
+        ref_keys = {u: list(ref_syllables[u]) for u in refs}
+        hyp_keys = {u: list(v) for u, v in hyp_syllables.items()}
+        return SyllableScores(
+            tonal=compute_error_rate(ref_keys, hyp_keys, name=TONAL_NAME, mode=mode, log_mismatches=log_mismatches),
+            toneless=compute_error_rate({u: [strip_tone(s) for s in v] for u, v in ref_keys.items()},
+                                        {u: [strip_tone(s) for s in v] for u, v in hyp_keys.items()},
+                                        name=TONELESS_NAME, mode=mode, log_mismatches=False),
+            ref_source="supplied", hyp_source="decoder path")
     tokenizer = tokenizer or _CHAR_TOKENIZER
     if tokenizer.unit != "char":
         raise SenoneError("syllable error rates need a 'char' tokenizer (Mandarin text), not a 'word' one")
