@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from lhotse import CutSet
@@ -11,7 +12,7 @@ from lhotse import CutSet
 from senone.cli import base_parser, parse_conf, run
 from senone.feats import compute_cmvn_stats, compute_features, save_cmvn_stats
 from senone.feats.extract import MfccPitchConfig
-from senone.io import require_file
+from senone.io import require_file, write_json
 
 log = logging.getLogger("senone.steps.compute_feats")
 
@@ -21,8 +22,19 @@ def main(args) -> None:
     cuts = CutSet.from_file(require_file(args.cuts, "prepare"))
     out = Path(args.out)
     cfg = MfccPitchConfig(num_ceps=conf.get("num_ceps", 13), pitch=conf.get("pitch", True))
+    done_before = (out / f"cuts_{args.split}.jsonl.gz").is_file()
+    wall, cpu = time.perf_counter(), time.process_time()
     with_feats = compute_features(cuts, out, split=args.split, pitch=cfg.pitch, num_jobs=args.threads, config=cfg,
                                   sampling_rate=args.sampling_rate)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    if not done_before:
+        audio = sum(c.duration for c in with_feats)
+        # in one process, CPU time is what one core spent: audio decoding, MFCC, pitch and storage
+        write_json(out / f"extract_{args.split}.json",
+                   {"audio_seconds": audio, "wall_seconds": wall, "cpu_seconds": cpu, "jobs": args.threads,
+                    "x_real_time_per_core": audio / max(cpu, 1e-9) if args.threads == 1 else None})
+        log.info("%s: %.0f s of audio in %.1f s (%.0f× real time, %d job(s))", args.split, audio, wall,
+                 audio / max(wall, 1e-9), args.threads)
     stats = compute_cmvn_stats(with_feats)
     save_cmvn_stats(out / f"cmvn_{args.split}.npz", stats)
     log.info("%s: features for %d cuts, CMVN stats for %d speakers", args.split, len(with_feats), len(stats))
