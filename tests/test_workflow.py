@@ -21,7 +21,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 TINY = {
     "corpus": {"max_utterances": 100, "dev_minutes": 1.5, "test_minutes": 1.5},
-    "gmm": {"mono": {"num_iters": 12, "max_iter_inc": 8, "tot_gauss": 400, "realign_iters": [1, 2, 3, 4, 5, 6, 8, 10]}},
+    "gmm": {"mono": {"num_iters": 12, "max_iter_inc": 8, "tot_gauss": 400, "realign_iters": [1, 2, 3, 4, 5, 6, 8, 10]},
+            "tri1": {"num_leaves": 150, "tot_gauss": 600, "num_iters": 8, "max_iter_inc": 5, "realign_iters": [3, 6]}},
     "decode": {"lm_weights": [7, 10, 13]},
 }
 
