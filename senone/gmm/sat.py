@@ -1,0 +1,135 @@
+"""Speaker-adaptive training (Kaldi's ``train_sat.sh``) and fMLLR for decoding (``decode_fmllr.sh``).
+
+Per speaker an affine fMLLR transform W maps the stage's input features (LDA+MLLT) into the model's
+space. Training starts from transforms estimated with the previous (speaker-independent) model on
+its own alignment, builds a tree on the adapted features, and re-estimates the transforms with the
+current model at ``fmllr_iters`` (composing new onto old). Statistics weight silence frames 0
+(Kaldi's ``weight-silence-post 0.0``). A speaker with less than ``fmllr_min_count`` frames of speech
+keeps the identity, with a log line naming it.
+
+Resumability: each transform update is written as ``trans.<pass>.ark`` before the pass's checkpoint,
+so a resumed run loads the transforms of the last finished update and never composes one twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import kaldifst
+import numpy as np
+
+from senone.feats.fmllr import (FmllrStats, apply_fmllr, compose_affine, estimate_fmllr_per_speaker,
+                                identity_transform, read_fmllr_transforms, write_fmllr_transforms)
+from senone.gmm.passes import FeatureSource
+from senone.gmm.stats import GmmParams
+from senone.gmm.triphone import TriConfig, TriResult, train_triphone
+from senone.hmm.model import GmmHmm
+from senone.lang.prepare import Lang
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SatConfig(TriConfig):
+    """train_sat.sh defaults: fMLLR re-estimated at passes 2, 4, 6 and 12."""
+
+    num_leaves: int = 1200
+    tot_gauss: int = 12000
+    fmllr_iters: tuple[int, ...] = (2, 4, 6, 12)
+    silence_weight: float = 0.0
+    fmllr_min_count: float = 500.0
+    fmllr_num_iters: int = 40
+
+
+def speech_weights(model: GmmHmm, alignment: np.ndarray, silence_phones: set[int], silence_weight: float) -> np.ndarray:
+    """Per-frame weights: ``silence_weight`` on frames of silence phones, 1 elsewhere."""
+    phones = np.fromiter((model.trans_model.transition_id_to_phone(int(t)) for t in alignment), dtype=np.int64,
+                         count=len(alignment))
+    return np.where(np.isin(phones, list(silence_phones)), silence_weight, 1.0)
+
+
+def estimate_transforms(model: GmmHmm, feats: Mapping[str, np.ndarray], alignments: Mapping[str, np.ndarray],
+                        utt2spk: Mapping[str, str], silence_phones: set[int], *, silence_weight: float = 0.0,
+                        min_count: float = 500.0, num_iters: int = 40) -> dict[str, np.ndarray]:
+    """``gmm-est-fmllr`` per speaker on ``feats`` (already through any earlier transform)."""
+    gmms = GmmParams.from_am(model.am)
+    tid2pdf = model.tid2pdf()
+    dim = next(iter(feats.values())).shape[1]
+    stats: dict[str, FmllrStats] = {}
+    for utt, ali in alignments.items():
+        x = feats.get(utt)
+        if x is None:
+            continue
+        spk = utt2spk[utt]
+        st = stats.setdefault(spk, FmllrStats.zeros(dim))
+        st.accumulate(x, tid2pdf[ali], gmms, speech_weights(model, ali, silence_phones, silence_weight))
+    results = estimate_fmllr_per_speaker(stats, num_iters=num_iters, min_count=min_count)
+    return {spk: r.matrix for spk, r in results.items()}
+
+
+def adapt(feats: Mapping[str, np.ndarray], utt2spk: Mapping[str, str],
+          transforms: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Features through their speaker's transform (identity for a speaker without one)."""
+    out = {}
+    for utt, x in feats.items():
+        w = transforms.get(utt2spk[utt])
+        out[utt] = x if w is None else apply_fmllr(x, w)
+    return out
+
+
+def _latest_transforms(out_dir: Path, before: int) -> tuple[int, dict[str, np.ndarray]] | None:
+    found = []
+    for p in out_dir.glob("trans.*.ark"):
+        m = re.fullmatch(r"trans\.(\d+)\.ark", p.name)
+        if m and int(m.group(1)) < before:
+            found.append((int(m.group(1)), p))
+    if not found:
+        return None
+    it, path = max(found)
+    return it, read_fmllr_transforms(path)
+
+
+def train_sat(lang: Lang, lexicon_fst: kaldifst.StdVectorFst, transcripts: Mapping[str, list[int]],
+              base_feats: Mapping[str, np.ndarray], utt2spk: Mapping[str, str], prev: GmmHmm,
+              prev_alignments: Mapping[str, np.ndarray], out_dir: str | Path,
+              config: SatConfig = SatConfig()) -> tuple[TriResult, dict[str, np.ndarray]]:
+    """Train a SAT system; writes the stage files of :func:`train_triphone` plus ``trans.ark``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    silence = set(lang.silence_phones)
+    opts = dict(silence_weight=config.silence_weight, min_count=config.fmllr_min_count,
+                num_iters=config.fmllr_num_iters)
+
+    from senone.gmm.passes import load_checkpoint  # local: only to know where a resumed run stands
+
+    ck = load_checkpoint(out_dir / "checkpoint.pkl")
+    next_iter = ck["next_iter"] if ck is not None else 0
+    latest = _latest_transforms(out_dir, next_iter if ck is not None else 1)
+    if latest is not None:
+        transforms = latest[1]
+        log.info("SAT: resuming with the transforms of pass %d", latest[0])
+    else:
+        # first transforms: the speaker-independent model on its own alignment (train_sat.sh, stage -1)
+        transforms = estimate_transforms(prev, base_feats, prev_alignments, utt2spk, silence, **opts)
+        write_fmllr_transforms(out_dir / "trans.0.ark", transforms)
+    state = {"transforms": transforms}
+
+    def hook(it: int, model: GmmHmm, alignments: Mapping[str, np.ndarray], feats: FeatureSource) -> FeatureSource | None:
+        if it not in config.fmllr_iters:
+            return None
+        new = estimate_transforms(model, feats, alignments, utt2spk, silence, **opts)
+        composed = {spk: compose_affine(w, state["transforms"].get(spk, identity_transform(w.shape[0])))
+                    for spk, w in new.items()}
+        state["transforms"] = composed
+        write_fmllr_transforms(out_dir / f"trans.{it}.ark", composed)
+        return adapt(base_feats, utt2spk, composed)
+
+    adapted = adapt(base_feats, utt2spk, transforms)
+    result = train_triphone(lang, lexicon_fst, transcripts, adapted, prev, prev_alignments, out_dir, config,
+                            hook=hook, name="tri3")
+    write_fmllr_transforms(out_dir / "trans.ark", state["transforms"])
+    return result, state["transforms"]
