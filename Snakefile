@@ -157,28 +157,50 @@ rule mono:
         "--feats {input.feats} --cmvn {input.cmvn} --out {EXP}/mono --threads {threads} --log {log}"
 
 
-rule tri1:
+STAGE_STEP = {"deltas": "train_tri", "lda_mllt": "train_lda_mllt", "sat": "train_sat"}
+
+
+def stage_conf(system):
+    return CFG["gmm"][system]
+
+
+rule tree_stage:
+    """A decision-tree GMM stage (tri1 Δ+ΔΔ, tri2 LDA+MLLT, tri3 SAT) from its previous stage's alignments."""
     input:
         L=f"{DATA}/lang/L.fst",
         train=cuts("train"),
         feats=f"{FEATS}/cuts_train.jsonl.gz",
         cmvn=f"{FEATS}/cmvn_train.npz",
-        prev=f"{EXP}/mono/final.pkl",
-        ali=f"{EXP}/mono/ali.ark",
+        prev=lambda wc: f"{EXP}/{stage_conf(wc.system)['prev']}/final.pkl",
+        ali=lambda wc: f"{EXP}/{stage_conf(wc.system)['prev']}/ali.ark",
     output:
-        mdl=f"{EXP}/tri1/final.mdl",
-        pkl=f"{EXP}/tri1/final.pkl",
-        ali=f"{EXP}/tri1/ali.ark",
+        mdl=f"{EXP}/{{system}}/final.mdl",
+        pkl=f"{EXP}/{{system}}/final.pkl",
+        ali=f"{EXP}/{{system}}/ali.ark",
+    wildcard_constraints:
+        system="tri[0-9a-z_]+",
     params:
         conf=conf("lang", "features", "gmm"),
+        step=lambda wc: STAGE_STEP[stage_conf(wc.system)["kind"]],
+        prev=lambda wc: stage_conf(wc.system)["prev"],
     threads: workflow.cores
     benchmark:
-        f"{EXP}/benchmarks/tri1.tsv"
+        f"{EXP}/benchmarks/{{system}}.tsv"
     log:
-        f"{EXP}/tri1/log/train.log",
+        f"{EXP}/{{system}}/log/train.log",
     shell:
-        "{STEP}.train_tri --stage tri1 --conf '{params.conf}' --lang {DATA}/lang --train-cuts {input.train} "
-        "--feats {input.feats} --cmvn {input.cmvn} --prev {EXP}/mono --out {EXP}/tri1 --threads {threads} --log {log}"
+        "{STEP}.{params.step} --stage {wildcards.system} --conf '{params.conf}' --lang {DATA}/lang "
+        "--train-cuts {input.train} --feats {input.feats} --cmvn {input.cmvn} --prev {EXP}/{params.prev} "
+        "--out {EXP}/{wildcards.system} --threads {threads} --log {log}"
+
+
+def first_pass_inputs(wc):
+    """A SAT system decodes in two passes: its speaker-independent predecessor's graph and LM weight first."""
+    conf_ = CFG["gmm"].get(wc.system, {})
+    if conf_.get("kind") != "sat":
+        return []
+    si = conf_["prev"]
+    return [f"{EXP}/{si}/graph/HCLG.fst", f"{EXP}/{si}/decode_dev/best_lm_weight.json"]
 
 
 rule graph:
@@ -205,6 +227,7 @@ rule decode_dev:
         feats=f"{FEATS}/cuts_dev.jsonl.gz",
         cmvn=f"{FEATS}/cmvn_dev.npz",
         cuts=cuts("dev"),
+        first_pass=first_pass_inputs,
     output:
         cer=f"{EXP}/{{system}}/decode_dev/cer.txt",
         best=f"{EXP}/{{system}}/decode_dev/best_lm_weight.json",
@@ -228,6 +251,7 @@ rule decode_test:
         cmvn=f"{FEATS}/cmvn_test.npz",
         cuts=cuts("test"),
         best=f"{EXP}/{{system}}/decode_dev/best_lm_weight.json",
+        first_pass=first_pass_inputs,
     output:
         cer=f"{EXP}/{{system}}/decode_test/cer.txt",
         syl=f"{EXP}/{{system}}/decode_test/syllable_er.txt",

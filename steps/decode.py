@@ -16,7 +16,11 @@ from lhotse import CutSet
 
 from senone.cli import base_parser, parse_conf, run
 from senone.decode import DecodeStats, GmmScorer, decode_dataset, sweep_acoustic_scale
-from senone.feats import iter_gmm_features, load_cmvn_stats
+from senone.decode.fmllr import first_pass_transforms
+from senone.feats import load_cmvn_stats, speaker_of
+from senone.feats.fmllr import write_fmllr_transforms
+from senone.feats.transform import PIPELINE_FILE, load_stage_features
+from senone.gmm.sat import adapt
 from senone.hmm.model import GmmHmm
 from senone.decode.phones import hyp_syllables_batch, ref_syllable_keys
 from senone.io import read_symbol_table, require_file, write_json
@@ -37,8 +41,22 @@ def main(args) -> None:
     graph = Path(args.graph)
     feats_cuts = CutSet.from_file(require_file(args.feats, "feats"))
     cmvn = load_cmvn_stats(require_file(args.cmvn, "feats"))
-    items = list(iter_gmm_features(feats_cuts, cmvn, norm_vars=fconf.get("cmvn_norm_vars", False),
-                                   delta_order=fconf.get("delta_order", 2)))
+    # the features the stage was trained on: Δ+ΔΔ, or spliced LDA+MLLT (final.mat), + fMLLR for SAT
+    feats = load_stage_features(args.model_dir, feats_cuts, cmvn, fconf)
+    fmllr = json.loads((Path(args.model_dir) / PIPELINE_FILE).read_text()).get("fmllr") \
+        if (Path(args.model_dir) / PIPELINE_FILE).is_file() else None
+    if fmllr:
+        utt2spk = {c.id: speaker_of(c) for c in feats_cuts}
+        silence = {i for p, i in read_symbol_table(graph / "phones.txt").items() if p in ("SIL", "SPN")}
+        transforms = first_pass_transforms(Path(args.model_dir).parent / fmllr["si_system"], model, feats, utt2spk,
+                                           silence, beam=dconf["beam"], lattice_beam=dconf["lattice_beam"],
+                                           max_active=dconf["max_active"], num_jobs=args.threads,
+                                           min_count=fmllr.get("min_count", 500.0),
+                                           silence_weight=fmllr.get("silence_weight", 0.0))
+        out.mkdir(parents=True, exist_ok=True)
+        write_fmllr_transforms(out / "trans.ark", transforms)
+        feats = adapt(feats, utt2spk, transforms)
+    items = list(feats.items())
     audio_seconds = sum(c.duration for c in feats_cuts)
     transcripts = load_transcripts(args.cuts)
     refs = {t.utt: t.text for t in transcripts}

@@ -27,7 +27,8 @@ def main(args) -> None:
     feats = load_feature_cache(args.feats, args.cmvn, conf["features"]["gmm"])
     prev = GmmHmm.load(args.prev)
     prev_ali = read_alignments(Path(args.prev) / "ali.ark")
-    stage = dict(conf["gmm"][args.stage])
+    # kind/prev tell the workflow which step and inputs; the trainer takes the rest
+    stage = {k: v for k, v in conf["gmm"][args.stage].items() if k not in ("kind", "prev")}
     stage["realign_iters"] = tuple(stage.get("realign_iters", ()))
     stage.setdefault("num_jobs", args.threads)
     cfg = TriConfig(**stage)

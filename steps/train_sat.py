@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""SAT stage (tri3, Kaldi's train_sat.sh): per-speaker fMLLR on the LDA+MLLT features of the previous stage."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from lhotse import CutSet
+
+from senone import SenoneError
+from senone.cli import base_parser, parse_conf, run
+from senone.feats import load_cmvn_stats, speaker_of
+from senone.feats.transform import MATRIX_FILE, PIPELINE_FILE, iter_static_features, stage_features
+from senone.gmm.sat import SatConfig, train_sat
+from senone.hmm.model import GmmHmm
+from senone.io import atomic_path, read_alignments, require_file, write_alignments, write_json
+from senone.lang import load_lang
+from senone.lang.transcripts import load_transcripts, to_word_ids, transcript_units
+from senone.score.report import plot_training_curve
+
+log = logging.getLogger("senone.steps.train_sat")
+
+
+def main(args) -> None:
+    t0 = time.time()
+    conf = parse_conf(args.conf)
+    lang = load_lang(args.lang)
+    units = transcript_units(load_transcripts(args.train_cuts), lang.info.get("unit") or conf["lang"]["unit"])
+    transcripts, _ = to_word_ids(units, lang.words, lang.oov_word, args.train_cuts)
+    cuts = CutSet.from_file(require_file(args.feats, "feats"))
+    utt2spk = {c.id: speaker_of(c) for c in cuts}
+    cmvn = load_cmvn_stats(require_file(args.cmvn, "feats"))
+    prev_dir, out = Path(args.prev), Path(args.out)
+    pipeline = stage_features(prev_dir, conf["features"]["gmm"])
+    if pipeline.kind != "lda":
+        raise SenoneError(f"{prev_dir}: SAT runs on LDA+MLLT features; point --prev at the LDA+MLLT stage (tri2)")
+    base = pipeline.apply_all(iter_static_features(cuts, cmvn, pipeline.cmvn_norm_vars))
+    prev = GmmHmm.load(prev_dir)
+    prev_ali = read_alignments(require_file(prev_dir / "ali.ark", "the previous GMM stage"))
+    # kind/prev tell the workflow which step and inputs; the trainer takes the rest
+    stage = {k: v for k, v in conf["gmm"][args.stage].items() if k not in ("kind", "prev")}
+    for key in ("realign_iters", "fmllr_iters"):
+        if key in stage:
+            stage[key] = tuple(stage[key])
+    stage.setdefault("num_jobs", args.threads)
+    try:
+        cfg = SatConfig(**stage)
+    except TypeError as exc:
+        raise SenoneError(f"gmm.{args.stage} in the configuration: {exc}") from None
+    result, transforms = train_sat(lang, lang.read_L(), transcripts, base, utt2spk, prev, prev_ali, out, cfg)
+    # the stage's input features are the previous stage's: its matrix, plus per-speaker fMLLR on top
+    with atomic_path(out / MATRIX_FILE) as tmp:
+        shutil.copyfile(prev_dir / MATRIX_FILE, tmp)
+    record = json.loads((prev_dir / PIPELINE_FILE).read_text(encoding="utf-8"))
+    write_json(out / PIPELINE_FILE, record | {"fmllr": {"si_system": prev_dir.name, "silence_weight": cfg.silence_weight,
+                                                        "min_count": cfg.fmllr_min_count}})
+    write_alignments(out / "ali.ark", result.alignments)
+    plot_training_curve([asdict(h) for h in result.history], out / "training_curve.png",
+                        title=f"{args.stage} (SAT): {result.model.num_pdfs} leaves, {result.model.num_gauss} Gaussians")
+    log.info("%s: %d leaves, %d Gaussians, %d speakers adapted, %d utterances aligned (%.0f s)", args.stage,
+             result.model.num_pdfs, result.model.num_gauss, len(transforms), len(result.alignments), time.time() - t0)
+
+
+if __name__ == "__main__":
+    p = base_parser(__doc__)
+    p.add_argument("--stage", default="tri3", help="configuration section under gmm: (tri3)")
+    p.add_argument("--lang", required=True)
+    p.add_argument("--train-cuts", required=True)
+    p.add_argument("--feats", required=True)
+    p.add_argument("--cmvn", required=True)
+    p.add_argument("--prev", required=True, help="the LDA+MLLT stage's directory (final.pkl, ali.ark, final.mat)")
+    p.add_argument("--out", required=True)
+    run(main, p)
