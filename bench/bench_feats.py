@@ -6,6 +6,8 @@ a noise floor at about 20 dB SNR) so the benchmark needs no corpus, then times, 
 one torch thread:
 
 * Lhotse's MFCC alone, this project's MFCC (with the log-energy column), pitch alone, both;
+  pitch and both also with all utterances in one call (``compute_pitch_batch``,
+  ``MfccPitch.extract_many``: one batched Viterbi search, as ``compute_features`` does);
 * on one 60 s signal and on the same audio cut into 5 s utterances (per-cut overhead).
 
 ``--parallel`` also runs ``compute_features`` on 5 s cuts written as WAV files with 1 and 2 jobs
@@ -73,7 +75,7 @@ def main() -> None:
     from lhotse.features.kaldi.extractors import Mfcc, MfccConfig
 
     from senone.feats.extract import MfccPitch, MfccPitchConfig
-    from senone.feats.pitch import compute_pitch
+    from senone.feats.pitch import compute_pitch, compute_pitch_batch
 
     torch.set_num_threads(1)
     audio = speech_like(args.seconds)
@@ -82,17 +84,23 @@ def main() -> None:
     lhotse_mfcc = Mfcc(MfccConfig())
     mfcc_only = MfccPitch(MfccPitchConfig(pitch=False))
     both = MfccPitch(MfccPitchConfig(pitch=True))
+    def one_by_one(fn):
+        return lambda xs: [fn(x) for x in xs]
+
+    # each job takes a list of signals: one by one, or all at once (batched Viterbi search)
     jobs = {
-        "MFCC (Lhotse, no energy)": lambda x: lhotse_mfcc.extract(x, SR),
-        "MFCC (+log-energy)": lambda x: mfcc_only.extract(x, SR),
-        "pitch": lambda x: compute_pitch(x, SR),
-        "MFCC + pitch": lambda x: both.extract(x, SR),
+        "MFCC (Lhotse, no energy)": one_by_one(lambda x: lhotse_mfcc.extract(x, SR)),
+        "MFCC (+log-energy)": one_by_one(lambda x: mfcc_only.extract(x, SR)),
+        "pitch": one_by_one(lambda x: compute_pitch(x, SR)),
+        "pitch, batched": lambda xs: compute_pitch_batch(xs, SR),
+        "MFCC + pitch": one_by_one(lambda x: both.extract(x, SR)),
+        "MFCC + pitch, batched": lambda xs: both.extract_many(xs, SR),
     }
     print(f"{args.seconds:.0f} s of speech-like 16 kHz audio, one process, torch threads = 1, best of {args.repeat}")
     print(f"{'':28s} {'one 60 s signal':>22s} {'5 s utterances':>22s}")
     for name, fn in jobs.items():
-        t_long = best_time(lambda: fn(audio), args.repeat)
-        t_utts = best_time(lambda: [fn(u) for u in utts], args.repeat)
+        t_long = best_time(lambda: fn([audio]), args.repeat)
+        t_utts = best_time(lambda: fn(utts), args.repeat)
         print(
             f"{name:28s} {t_long * 1000:8.1f} ms {args.seconds / t_long:8.0f}×RT"
             f" {t_utts * 1000:8.1f} ms {args.seconds / t_utts:8.0f}×RT"

@@ -191,6 +191,29 @@ def test_chunked_viterbi_equals_single_pass_on_voiced_frames():
     assert np.mean(chunked[voiced] == single[voiced]) > 0.98
 
 
+def test_batched_pitch_equals_one_utterance_at_a_time():
+    from senone.feats import pitch as P
+
+    rng = np.random.default_rng(4)
+    signals = []
+    for seconds in (0.3, 1.2, 1.5, 2.6, 4.1, 0.0005, 7.3):  # one and several Viterbi chunks, no frame
+        n = int(seconds * SR)
+        f0 = np.linspace(*rng.uniform(90, 280, 2), n)
+        x = harmonic(f0) * np.hanning(n) + 0.01 * rng.standard_normal(n)
+        signals.append(x.astype(np.float32))
+    batched = P.compute_pitch_batch(signals, SR)
+    assert [len(b) for b in batched] == [num_frames(len(x), SR) for x in signals]
+    for x, b in zip(signals, batched):
+        np.testing.assert_array_equal(b, compute_pitch(x, SR))  # bit for bit, not just close
+    # the Viterbi alone, with short chunks so that several utterances have several chunks
+    opts = P.PitchOptions()
+    int_lags, grid, left, frac, penalty = P._lag_tables(opts)
+    costs = [-rng.random((n, len(grid))).astype(np.float32) for n in (7, 60, 149, 230, 0, 101)]
+    joint = P._viterbi_batch(np.concatenate(costs), np.array([len(c) for c in costs]), penalty, chunk=50, overlap=20)
+    alone = np.concatenate([P._viterbi(c, penalty, chunk=50, overlap=20) for c in costs if len(c)])
+    np.testing.assert_array_equal(joint, alone)
+
+
 # --------------------------------------------------------------------------- extraction + storage
 
 
@@ -240,6 +263,37 @@ def test_compute_features_stores_and_skips(corpus):
     assert "unreadable" in reasons["corrupt"]
 
 
+def test_storage_is_keyed_by_cut_id_and_reproducible(corpus, tmp_path):
+    from senone.feats import compute_features
+
+    root, cuts, out = corpus
+    scp = (root / "out" / "feats_train" / "feats.scp").read_text().split()
+    assert scp[0::2] == list(out.ids)  # Kaldi utterance ids = cut ids, in input order
+    again = compute_features(cuts, tmp_path / "again", split="train", pitch=True, num_jobs=1, sampling_rate=SR)
+    assert list(again.ids) == list(out.ids)
+    first = (root / "out" / "feats_train" / "feats.ark").read_bytes()
+    assert (tmp_path / "again" / "feats_train" / "feats.ark").read_bytes() == first
+
+
+def test_parallel_shares_give_the_same_features(corpus, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lhotse import CutSet
+
+    from senone.feats import MfccPitch
+    from senone.feats.extract import _compute_and_store
+
+    _, cuts, out = corpus
+    good = CutSet.from_cuts([c for c in cuts if c.recording_id.startswith("good")] + [c for c in cuts if c.recording_id == "corrupt"])
+    with ThreadPoolExecutor(2) as pool:  # the function takes any executor; threads avoid spawn's start-up
+        done, skipped = _compute_and_store(good, MfccPitch(), tmp_path, 3, pool)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["feats-0", "feats-1", "feats-2"]
+    assert list(done.ids) == list(out.ids)
+    assert [cid.split("-")[0] for cid, _ in skipped] == ["corrupt"]
+    for a, b in zip(done, out):
+        np.testing.assert_array_equal(a.load_features(), b.load_features())
+
+
 def test_store_load_round_trip_and_frame_count(corpus):
     from lhotse.features.kaldi.extractors import Mfcc, MfccConfig
 
@@ -278,6 +332,9 @@ def test_extractor_columns_and_pickle():
     _, log_e = Wav2Win(sampling_rate=SR, return_log_energy=True)(torch.from_numpy(x)[None])
     np.testing.assert_allclose(f_plain[:, 0], log_e[0].numpy(), atol=1e-4)
     np.testing.assert_allclose(f_plain[:, 1:], Mfcc(MfccConfig()).extract(x, SR)[:, 1:], atol=1e-4)
+    many = both.extract_many([x[:SR], x, x[: SR // 3]], SR)
+    for got, part in zip(many, (x[:SR], x, x[: SR // 3])):
+        np.testing.assert_array_equal(got, both.extract(part, SR))
     clone = pickle.loads(pickle.dumps(both))
     np.testing.assert_array_equal(clone.extract(x, SR), f_both)
     with pytest.raises(SenoneError, match="shorter than one"):

@@ -16,8 +16,10 @@ own, written for speed (numpy only, no per-sample Python):
    energy "ballast" (quiet frames get flat costs so they follow their neighbours) plus Kaldi's soft
    penalty on very low F0; transition cost ``penalty_factor * (log lag ratio)^2`` as in Kaldi,
    with jumps limited to ±25 % per frame. This is what removes octave errors. The grid is coarse
-   and the search batched over chunks of the utterance on purpose (the loop over frames is the
-   only per-frame Python left, see :func:`_viterbi`); step 4 restores the precision.
+   and the search batched over chunks of the utterance, and over the utterances of a batch, on
+   purpose (the loop over frames is the only per-frame Python left, see :func:`_viterbi_batch`);
+   step 4 restores the precision. :func:`compute_pitch_batch` gives every utterance exactly what
+   :func:`compute_pitch` gives it alone, in much less time for short utterances.
 4. **Refinement**: the best integer lag within ±2 of the Viterbi lag, then a parabola through the
    NCCF around it gives a fractional lag, hence F0, and the peak NCCF.
 5. **Processing** as ``process-kaldi-pitch-feats`` with its defaults: POV feature
@@ -33,17 +35,18 @@ Why not pyworld (DIO+StoneMask, Harvest)? Measured on this machine for 60 s of 1
 DIO 165× real time (920× with ``speed=4``), StoneMask 760×, Harvest 6×; DIO+StoneMask together
 stay below the 500×-real-time budget of the whole MFCC+pitch stage, give only a binary voicing
 decision (a continuous POV needs an NCCF anyway), and pyworld 0.3.5 does not import with
-setuptools ≥ 81 (``pkg_resources`` is gone). This tracker runs at about 1,000–2,500× real time on
-one core (5 s utterances / one 60 s signal; ``bench/bench_feats.py``). On espeak-ng Mandarin it
-agreed with DIO+StoneMask to a median 0.3–0.5 % on frames both call voiced; where they differed by
-an octave (a high female voice), the NCCF was as high at the shorter lag as at DIO's doubled one,
-i.e. DIO had halved F0.
+setuptools ≥ 81 (``pkg_resources`` is gone). This tracker runs at about 2,300× real time on one
+core on one 60 s signal or on 5 s utterances in a batch (1,400× one utterance at a time;
+``bench/bench_feats.py``). On espeak-ng Mandarin it agreed with DIO+StoneMask to a median
+0.3–0.5 % on frames both call voiced; where they differed by an octave (a high female voice), the
+NCCF was as high at the shorter lag as at DIO's doubled one, i.e. DIO had halved F0.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -207,30 +210,63 @@ def _frame_nccf(x: np.ndarray, n_frames: int, opts: PitchOptions, int_lags: np.n
 
 
 def _viterbi(local: np.ndarray, penalty: np.ndarray, chunk: int = 100, overlap: int = 25) -> np.ndarray:
-    """Best state path for local costs (T × S) when a step of ``d`` states costs ``penalty[d + K]``.
+    """Best state path for local costs (T × S); see :func:`_viterbi_batch` (one utterance)."""
+    return _viterbi_batch(local, np.array([len(local)]), penalty, chunk, overlap)
 
-    Transitions are limited to ``|d| <= K`` (``len(penalty) == 2K + 1``), which on the log-lag grid
-    is a bound on the F0 change per frame. The loop over frames is the only per-frame Python in
-    the tracker, so long inputs are cut into chunks of ``chunk`` frames, each extended by
-    ``overlap`` frames of context on both sides, and all chunks run as one batch; the core of each
-    chunk's path is kept. Viterbi paths forget their distant past quickly: on speech the stitched
-    path matched the single-pass one frame for frame (and any difference could only sit in a
-    stretch with no clear periodicity). Padding chunks with zero costs does not change their optimum.
+
+def _viterbi_batch(local: np.ndarray, counts: np.ndarray, penalty: np.ndarray, chunk: int = 100, overlap: int = 25) -> np.ndarray:
+    """Best state paths for the utterances stacked in ``local`` (ΣT × S, ``counts`` frames each).
+
+    A step of ``d`` states costs ``penalty[d + K]``; transitions are limited to ``|d| <= K``
+    (``len(penalty) == 2K + 1``), which on the log-lag grid is a bound on the F0 change per frame.
+    Returns the concatenated paths (ΣT,).
+
+    The loop over frames is the only per-frame Python in the tracker, so every utterance longer
+    than ``chunk + 2 * overlap`` frames is cut into chunks of ``chunk`` frames, each extended by
+    ``overlap`` frames of context on both sides, and the core of each chunk's path is kept;
+    shorter utterances are one chunk. The chunks of *all* utterances run as one batch, so the
+    Python loop runs ``chunk + 2 * overlap`` times per call, not per utterance. Viterbi paths
+    forget their distant past quickly: on speech the stitched path matched the single-pass one
+    frame for frame (and any difference could only sit in a stretch with no clear periodicity).
+    Padding chunks (the end of an utterance, chunks shorter than the batch) with zero costs does
+    not change their optimum, so an utterance gets the same path alone or in any batch.
     Backpointers are not stored: the backtrace recomputes the argmin for the chosen state only, from
     the stored cumulative costs, which keeps the forward pass to three numpy calls per frame.
     """
-    n, s = local.shape
+    total, s = local.shape
     k = len(penalty) // 2
     width = s + 2 * k
-    if n <= chunk + 2 * overlap:
-        n_chunks, length, first = 1, n, np.array([0])
-    else:
-        n_chunks = -(-n // chunk)
-        length = chunk + 2 * overlap
-        first = np.arange(n_chunks) * chunk - overlap
-    frame = first[None, :] + np.arange(length)[:, None]  # (length, n_chunks)
-    inside = (frame >= 0) & (frame < n)
-    loc = local[np.clip(frame, 0, n - 1)]  # (length, n_chunks, s)
+    counts = np.asarray(counts, dtype=np.int64)
+    if total == 0:
+        return np.zeros(0, np.intp)
+    # the chunks: their utterance, their first frame in it, the rows [lo, hi) of their path kept
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    utt: list[int] = []
+    first: list[int] = []
+    core_lo: list[int] = []
+    core_hi: list[int] = []
+    for u, n in enumerate(counts.tolist()):
+        if n == 0:
+            continue
+        m = 1 if n <= chunk + 2 * overlap else -(-n // chunk)
+        utt += [u] * m
+        if m == 1:
+            first.append(0)
+            core_lo.append(0)
+            core_hi.append(n)
+        else:
+            first += range(-overlap, m * chunk - overlap, chunk)
+            core_lo += [overlap] * m
+            core_hi += [overlap + chunk] * m
+    utt_a, first_a = np.array(utt), np.array(first)
+    n_chunks = len(utt)
+    length = min(int(counts.max()), chunk + 2 * overlap)
+    rows = np.arange(length)[:, None]
+    frame = first_a[None, :] + rows  # (length, n_chunks), frame index inside the utterance
+    n_of = counts[utt_a][None, :]
+    inside = (frame >= 0) & (frame < n_of)
+    gidx = starts[utt_a][None, :] + np.clip(frame, 0, n_of - 1)  # row of ``local``
+    loc = local[gidx]  # (length, n_chunks, s)
     loc[~inside] = 0.0
 
     hist = np.full((length, n_chunks, width), np.inf, np.float32)  # cumulative costs, inf-padded
@@ -268,10 +304,10 @@ def _viterbi(local: np.ndarray, penalty: np.ndarray, chunk: int = 100, overlap: 
         state = state + cand.argmin(axis=1) - k
     paths[0] = state
 
-    if n_chunks == 1:
-        return paths[:n, 0]
-    core = paths[overlap : overlap + chunk].T.reshape(-1)  # chunk-major order = time order
-    return core[:n]
+    core = inside & (rows >= np.array(core_lo)[None, :]) & (rows < np.array(core_hi)[None, :])
+    out = np.empty(total, np.intp)
+    out[gidx[core]] = paths[core]  # the cores of an utterance's chunks tile its frames exactly
+    return out
 
 
 def track_pitch(samples: np.ndarray, sampling_rate: int, opts: PitchOptions = PitchOptions()) -> tuple[np.ndarray, np.ndarray]:
@@ -281,34 +317,63 @@ def track_pitch(samples: np.ndarray, sampling_rate: int, opts: PitchOptions = Pi
     cross-correlation at that F0 (about 1 for clean voiced speech, about 0–0.4 for noise/silence).
     Unvoiced-frame interpolation happens in :func:`process_pitch`, not here.
     """
+    return track_pitch_batch([samples], sampling_rate, opts)[0]
+
+
+def _mono(samples: np.ndarray) -> np.ndarray:
     samples = np.asarray(samples, dtype=np.float32)
     if samples.ndim == 2:
         if samples.shape[0] != 1:
             raise SenoneError(f"pitch: expected mono audio, got {samples.shape[0]} channels; select one channel first")
         samples = samples[0]
-    n = num_frames(len(samples), sampling_rate, opts.frame_shift)
-    if n == 0:
-        return np.zeros(0, np.float32), np.zeros(0, np.float32)
-    x = _downsample(samples, sampling_rate, opts.lowpass_cutoff)
+    return samples
+
+
+def track_pitch_batch(
+    signals: Sequence[np.ndarray], sampling_rate: int, opts: PitchOptions = PitchOptions()
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`track_pitch` for several utterances at once; identical results, much less overhead.
+
+    Why: the Viterbi search steps through frames in Python, and batching the utterances makes that
+    loop run once per batch instead of once per utterance (see :func:`_viterbi_batch`); the other
+    steps run on the frames of all utterances stacked together.
+    """
     int_lags, grid, left, frac, penalty = _lag_tables(opts)
-    inner, norm = _frame_nccf(x, n, opts, int_lags)
+    win = int(round(opts.frame_length * TRACK_RATE))
+    counts = []
+    inners, norms, ballasts = [], [], []
+    for samples in signals:
+        samples = _mono(samples)
+        n = num_frames(len(samples), sampling_rate, opts.frame_shift)
+        counts.append(n)
+        if n == 0:
+            continue
+        x = _downsample(samples, sampling_rate, opts.lowpass_cutoff)
+        inner, norm = _frame_nccf(x, n, opts, int_lags)
+        inners.append(inner)
+        norms.append(norm)
+        # NCCF used for the search: Kaldi's ballast, relative to the utterance's mean energy per window
+        mean_square = float(np.mean(x.astype(np.float64) ** 2)) if len(x) else 0.0
+        ballasts.append(np.full(n, opts.nccf_ballast * (mean_square * win) ** 2 + 1e-20, np.float32))
+    counts_a = np.array(counts, dtype=np.int64)
+    if not inners:
+        return [(np.zeros(0, np.float32), np.zeros(0, np.float32)) for _ in counts]
+    inner = np.concatenate(inners)
+    norm = np.concatenate(norms)
+    ballast = np.concatenate(ballasts)[:, None]
 
     # NCCF used for voicing: no ballast.
     nccf_pov = inner / np.sqrt(norm + 1e-20)
     nccf_pov[norm <= 0.0] = 0.0
-    # NCCF used for the search: Kaldi's ballast, relative to the utterance's mean energy per window.
-    win = int(round(opts.frame_length * TRACK_RATE))
-    mean_square = float(np.mean(x.astype(np.float64) ** 2)) if len(x) else 0.0
-    ballast = opts.nccf_ballast * (mean_square * win) ** 2 + 1e-20
     nccf_pitch = inner / np.sqrt(norm + ballast)
     on_grid = nccf_pitch[:, left] * (1.0 - frac) + nccf_pitch[:, left + 1] * frac
     lag_seconds = (grid / TRACK_RATE).astype(np.float32)
     # Kaldi's local cost is 1 - nccf * (1 - soft_min_f0 * lag); the constant 1 changes no decision
     local = -on_grid * (1.0 - opts.soft_min_f0 * lag_seconds)
-    path = _viterbi(local.astype(np.float32, copy=False), penalty)
+    path = _viterbi_batch(local.astype(np.float32, copy=False), counts_a, penalty)
 
     # refinement on the integer-lag NCCF: best lag within ±2 of the path, then a parabola
-    rows = np.arange(n)
+    rows = np.arange(len(path))
     centre = np.rint(grid[path]).astype(np.int64) - int_lags[0]
     lo_idx, hi_idx = 1, len(int_lags) - 2
     cand = np.clip(centre[:, None] + np.arange(-2, 3)[None, :], lo_idx, hi_idx)
@@ -320,10 +385,11 @@ def track_pitch(samples: np.ndarray, sampling_rate: int, opts: PitchOptions = Pi
     with np.errstate(divide="ignore", invalid="ignore"):
         delta = np.where(denom < 0.0, 0.5 * (ym - yp) / denom, 0.0)
     delta = np.clip(delta, -0.5, 0.5)
-    peak = np.clip(y0 - 0.25 * (ym - yp) * delta, -1.0, 1.0)
+    peak = np.clip(y0 - 0.25 * (ym - yp) * delta, -1.0, 1.0).astype(np.float32)
     lag = int_lags[best] + delta
-    f0 = TRACK_RATE / lag
-    return f0.astype(np.float32), peak.astype(np.float32)
+    f0 = (TRACK_RATE / lag).astype(np.float32)
+    bounds = np.cumsum(counts_a)[:-1]
+    return list(zip(np.split(f0, bounds), np.split(peak, bounds)))
 
 
 def process_pitch(f0: np.ndarray, nccf: np.ndarray, opts: PitchOptions = PitchOptions()) -> np.ndarray:
@@ -365,5 +431,9 @@ def compute_pitch(samples: np.ndarray, sampling_rate: int, opts: PitchOptions = 
 
     ``T`` equals the frame count of Lhotse's MFCC/Fbank for the same samples (see :func:`num_frames`).
     """
-    f0, nccf = track_pitch(samples, sampling_rate, opts)
-    return process_pitch(f0, nccf, opts)
+    return compute_pitch_batch([samples], sampling_rate, opts)[0]
+
+
+def compute_pitch_batch(signals: Sequence[np.ndarray], sampling_rate: int, opts: PitchOptions = PitchOptions()) -> list[np.ndarray]:
+    """:func:`compute_pitch` for several utterances (same results, much faster for short ones)."""
+    return [process_pitch(f0, nccf, opts) for f0, nccf in track_pitch_batch(signals, sampling_rate, opts)]
