@@ -22,7 +22,9 @@ MANIFESTS = f"{DATA}/manifests"
 FEATS = f"{DATA}/feats/gmm"
 ROOT = workflow.basedir
 # steps run as modules of the project (they import local/ corpus recipes), from any working directory
-STEP = f"PYTHONPATH={ROOT}${{PYTHONPATH:+:$PYTHONPATH}} {sys.executable} -m steps"
+# one BLAS thread per process: stages parallelise over processes, and threaded BLAS on small matrices
+# was 10x slower on a loaded 2-core machine
+STEP = f"OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 PYTHONPATH={ROOT}${{PYTHONPATH:+:$PYTHONPATH}} {sys.executable} -m steps"
 SPLITS = ["train", "dev", "test"]
 SYSTEMS = CFG["systems"]  # GMM stages in training order; the last is the best so far
 BEST = SYSTEMS[-1]

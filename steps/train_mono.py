@@ -36,7 +36,7 @@ def main(args) -> None:
     units = transcript_units(load_transcripts(args.train_cuts), unit)
     transcripts, num_oov = to_word_ids(units, lang.words, lang.oov_word, args.train_cuts)
     log.info("%d training transcripts, %d OOV tokens mapped to %s", len(transcripts), num_oov, lang.oov_word)
-    feats = load_feature_cache(args.feats, args.cmvn, conf["features"])
+    feats = load_feature_cache(args.feats, args.cmvn, conf["features"]["gmm"])
     if not feats:
         raise SenoneError(f"{args.feats}: no training features")
     missing = set(transcripts) - set(feats)

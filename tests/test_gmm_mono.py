@@ -141,3 +141,16 @@ def test_mixup_is_deterministic_and_keeps_mass():
     assert np.asarray(g.weights).sum() == pytest.approx(1.0)
     # halves are moved symmetrically: the weighted mean is unchanged
     np.testing.assert_allclose(np.asarray(g.weights) @ np.asarray(g.means), [1.0, 2.0, 3.0], atol=1e-5)
+
+
+def test_checkpoint_of_other_settings_is_not_resumed(tmp_path):
+    """Changing e.g. the Gaussian target must retrain, not silently continue the old run."""
+    transcripts, feats, _ = toy_hmm.make_corpus(30, seed=3)
+    cfg = MonoConfig(num_iters=3, max_iter_inc=2, tot_gauss=20, realign_iters=(1, 2), init_subset=30)
+    train_mono(toy_hmm.topology(), toy_hmm.lexicon_fst(), [], transcripts, feats, toy_hmm.DIM, tmp_path, cfg)
+    changed = MonoConfig(**{**cfg.__dict__, "tot_gauss": 12})
+    result = train_mono(toy_hmm.topology(), toy_hmm.lexicon_fst(), [], transcripts, feats, toy_hmm.DIM, tmp_path,
+                        changed)
+    assert [h.iteration for h in result.history] == [0, 1, 2]  # trained from the flat start again
+    assert result.model.num_gauss <= 12
+    assert (tmp_path / "checkpoint.stale.pkl").exists()

@@ -22,7 +22,11 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = {
     "corpus": {"max_utterances": 100, "dev_minutes": 1.5, "test_minutes": 1.5},
     "gmm": {"mono": {"num_iters": 12, "max_iter_inc": 8, "tot_gauss": 400, "realign_iters": [1, 2, 3, 4, 5, 6, 8, 10]},
-            "tri1": {"num_leaves": 150, "tot_gauss": 600, "num_iters": 8, "max_iter_inc": 5, "realign_iters": [3, 6]}},
+            "tri1": {"num_leaves": 150, "tot_gauss": 600, "num_iters": 8, "max_iter_inc": 5, "realign_iters": [3, 6]},
+            "tri2": {"num_leaves": 150, "tot_gauss": 600, "num_iters": 8, "max_iter_inc": 5, "realign_iters": [3, 6],
+                     "mllt_iters": [2, 4]},
+            "tri3": {"num_leaves": 150, "tot_gauss": 600, "num_iters": 8, "max_iter_inc": 5, "realign_iters": [3, 6],
+                     "fmllr_iters": [2, 4]}},
     "decode": {"lm_weights": [7, 10, 13]},
 }
 
@@ -57,7 +61,8 @@ def test_decode_target_reaches_bound(tiny_run):
     assert scores["syllables"]["toneless"]["rate"] <= scores["syllables"]["tonal"]["rate"]
     # stage outputs a later stage or a Kaldi user reads
     for rel in ["mono/final.mdl", "mono/tree", "mono/ali.ark", "mono/graph/HCLG.fst", "mono/decode_test/per_utt.txt",
-                "config.yaml"]:
+                "tri1/tree", "tri2/final.mat", "tri3/trans.ark", "tri3/decode_test/trans.ark", "RESULTS.md",
+                "RESULTS.png", "config.yaml"]:
         assert (exp / rel).is_file(), rel
     merged = yaml.safe_load((exp / "config.yaml").read_text())
     assert merged["gmm"]["mono"]["num_iters"] == 12 and merged["recipe"] == "synth_zh"

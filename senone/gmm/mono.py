@@ -110,7 +110,7 @@ def train_mono(topo: khg.HmmTopology, lexicon_fst: kaldifst.StdVectorFst, disamb
     alignments: dict[str, np.ndarray] = {}
     num_gauss = 0
 
-    ck = load_checkpoint(ckpt_path)
+    ck = load_checkpoint(ckpt_path, config)
     if ck is not None:
         model, alignments, num_gauss, start_iter = ck["model"], ck["alignments"], ck["num_gauss"], ck["next_iter"]
         history = ck["history"]
@@ -153,12 +153,12 @@ def train_mono(topo: khg.HmmTopology, lexicon_fst: kaldifst.StdVectorFst, disamb
         history.append(PassRecord(0, model.am.num_gauss, stats.tot_loglike / max(stats.num_frames, 1),
                                   stats.num_frames, False, too_short, time.time() - t0))
         start_iter = 1
-        save_checkpoint(ckpt_path, model, alignments, num_gauss, start_iter, history)
+        save_checkpoint(ckpt_path, model, alignments, num_gauss, start_iter, history, config=config)
 
     alignments, num_gauss, feats = run_passes(
         model, graphs, feats, alignments, config, start_iter=start_iter, num_gauss=num_gauss, inc_gauss=inc_gauss,
         history=history, desc="mono pass",
-        checkpoint=lambda *a: save_checkpoint(ckpt_path, *a))
+        checkpoint=lambda *a: save_checkpoint(ckpt_path, *a, config=config))
     alignments, astats = final_alignment(model, graphs, feats, config)
     model.save(out_dir)
     write_json(out_dir / "history.json", {"config": asdict(config), "passes": [asdict(h) for h in history],

@@ -213,20 +213,38 @@ def final_alignment(model: GmmHmm, graphs: Mapping[str, kaldifst.StdVectorFst], 
 
 
 def save_checkpoint(path: Path, model: GmmHmm, alignments: dict, num_gauss: int, next_iter: int,
-                    history: list[PassRecord], extra: dict[str, Any] | None = None) -> None:
+                    history: list[PassRecord], extra: dict[str, Any] | None = None,
+                    config: PassConfig | None = None) -> None:
     with atomic_open(path, "wb") as f:
         pickle.dump({"ctx_dep": model.ctx_dep.__getstate__(), "trans_model": model.trans_model, "am": model.am,
                      "alignments": alignments, "num_gauss": num_gauss, "next_iter": next_iter,
-                     "history": [asdict(h) for h in history], "extra": extra or {}}, f,
+                     "history": [asdict(h) for h in history], "extra": extra or {},
+                     "config": _resume_key(config)}, f,
                     protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def load_checkpoint(path: Path) -> dict[str, Any] | None:
-    """The saved state of an interrupted run (model, alignments, schedule position), or None."""
+def _resume_key(config: PassConfig | None) -> dict | None:
+    """The settings that must match for a checkpoint to be resumed: all but the number of jobs and
+    of passes (a run may be resumed with more passes, as Kaldi's ``--stage`` allows)."""
+    if config is None:
+        return None
+    return {k: v for k, v in asdict(config).items() if k not in ("num_jobs", "num_iters")}
+
+
+def load_checkpoint(path: Path, config: PassConfig | None = None) -> dict[str, Any] | None:
+    """The saved state of an interrupted run (model, alignments, schedule position), or None.
+
+    With ``config``, a checkpoint written under other settings is not resumed (it is set aside as
+    ``checkpoint.stale.pkl`` with a warning): a changed number of leaves or schedule must retrain.
+    """
     if not path.exists():
         return None
     with open(path, "rb") as f:
         ck = pickle.load(f)
+    if config is not None and ck.get("config") != _resume_key(config):
+        log.warning("%s was written with other settings; starting this stage afresh", path)
+        path.replace(path.with_name("checkpoint.stale.pkl"))
+        return None
     ctx = khg.ContextDependency.__new__(khg.ContextDependency)
     ctx.__setstate__(ck["ctx_dep"])
     ck["model"] = GmmHmm(ctx_dep=ctx, trans_model=ck["trans_model"], am=ck["am"])

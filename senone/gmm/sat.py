@@ -106,8 +106,11 @@ def train_sat(lang: Lang, lexicon_fst: kaldifst.StdVectorFst, transcripts: Mappi
 
     from senone.gmm.passes import load_checkpoint  # local: only to know where a resumed run stands
 
-    ck = load_checkpoint(out_dir / "checkpoint.pkl")
+    ck = load_checkpoint(out_dir / "checkpoint.pkl", config)
     next_iter = ck["next_iter"] if ck is not None else 0
+    if ck is None:
+        for stale in out_dir.glob("trans.*.ark"):  # transforms of an earlier run with other settings
+            stale.unlink()
     latest = _latest_transforms(out_dir, next_iter if ck is not None else 1)
     if latest is not None:
         transforms = latest[1]

@@ -83,7 +83,7 @@ def train_triphone(lang: Lang, lexicon_fst: kaldifst.StdVectorFst, transcripts: 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / "checkpoint.pkl"
-    ck = load_checkpoint(ckpt_path)
+    ck = load_checkpoint(ckpt_path, config)
     if ck is not None:
         model, alignments, num_gauss, start_iter = ck["model"], ck["alignments"], ck["num_gauss"], ck["next_iter"]
         history, summary = ck["history"], ck["extra"].get("tree_summary", {})
@@ -99,7 +99,7 @@ def train_triphone(lang: Lang, lexicon_fst: kaldifst.StdVectorFst, transcripts: 
     log.info("compiled %d training graphs in %.1fs", len(graphs), time.time() - t0)
 
     def checkpoint(*args) -> None:
-        save_checkpoint(ckpt_path, *args, extra={"tree_summary": summary})
+        save_checkpoint(ckpt_path, *args, extra={"tree_summary": summary}, config=config)
 
     alignments, num_gauss, feats = run_passes(model, graphs, feats, alignments, config, start_iter=start_iter,
                                               num_gauss=num_gauss, inc_gauss=inc_gauss, history=history,
