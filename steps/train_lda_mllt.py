@@ -18,21 +18,17 @@ from senone.gmm.lda_mllt import LdaMlltConfig, train_lda_mllt
 from senone.hmm.model import GmmHmm
 from senone.io import read_alignments, require_file, write_alignments
 from senone.lang import load_lang
-from senone.lang.transcripts import load_transcripts, to_word_ids, transcript_units
 from senone.score.report import plot_training_curve
+from steps.stage_common import add_stage_args, stage_config, training_transcripts
 
 log = logging.getLogger("senone.steps.train_lda_mllt")
-
-#: Keys of a gmm.<stage> section that describe the workflow (stage kind, previous stage).
-WORKFLOW_KEYS = ("kind", "prev")
 
 
 def main(args) -> None:
     t0 = time.time()
     conf = parse_conf(args.conf)
     lang = load_lang(args.lang)
-    units = transcript_units(load_transcripts(args.train_cuts), lang.info.get("unit") or conf["lang"]["unit"])
-    transcripts, _ = to_word_ids(units, lang.words, lang.oov_word, args.train_cuts)
+    transcripts = training_transcripts(lang, conf, args.train_cuts)
     fconf = conf.get("features", {}).get("gmm", {})
     norm_vars = bool(fconf.get("cmvn_norm_vars", False))
     cuts = CutSet.from_file(require_file(args.feats, "feats"))
@@ -42,21 +38,8 @@ def main(args) -> None:
         raise SenoneError(f"{args.feats}: no training features")
     prev = GmmHmm.load(args.prev)
     prev_ali = read_alignments(require_file(Path(args.prev) / "ali.ark", "the previous GMM stage"))
-    try:
-        stage = dict(conf["gmm"][args.stage])
-    except KeyError:
-        raise SenoneError(f"--conf has no gmm.{args.stage} section; add it to conf/gmm.yaml") from None
-    for key in WORKFLOW_KEYS:  # read by the Snakefile, not by the trainer
-        stage.pop(key, None)
-    for key in ("realign_iters", "mllt_iters"):
-        if key in stage:
-            stage[key] = tuple(stage[key])
-    stage.setdefault("num_jobs", args.threads)
-    stage["cmvn_norm_vars"] = norm_vars
-    try:
-        cfg = LdaMlltConfig(**stage)
-    except TypeError as exc:
-        raise SenoneError(f"gmm.{args.stage} in the configuration: {exc}") from None
+    cfg = stage_config(conf, args.stage, LdaMlltConfig, args.threads)
+    cfg.cmvn_norm_vars = norm_vars
     result = train_lda_mllt(lang, lang.read_L(), transcripts, static, prev, prev_ali, args.out, cfg, name=args.stage)
     write_alignments(Path(args.out) / "ali.ark", result.alignments)
     plot_training_curve([asdict(h) for h in result.history], Path(args.out) / "training_curve.png",
@@ -68,12 +51,4 @@ def main(args) -> None:
 
 
 if __name__ == "__main__":
-    p = base_parser(__doc__)
-    p.add_argument("--stage", default="tri2", help="configuration section under gmm: (tri2)")
-    p.add_argument("--lang", required=True)
-    p.add_argument("--train-cuts", required=True)
-    p.add_argument("--feats", required=True)
-    p.add_argument("--cmvn", required=True)
-    p.add_argument("--prev", required=True, help="previous stage's directory (final.pkl, ali.ark)")
-    p.add_argument("--out", required=True)
-    run(main, p)
+    run(main, add_stage_args(base_parser(__doc__), "tri2", "previous stage's directory (final.pkl, ali.ark)"))

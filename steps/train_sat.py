@@ -20,8 +20,8 @@ from senone.gmm.sat import SatConfig, train_sat
 from senone.hmm.model import GmmHmm
 from senone.io import atomic_path, read_alignments, require_file, write_alignments, write_json
 from senone.lang import load_lang
-from senone.lang.transcripts import load_transcripts, to_word_ids, transcript_units
 from senone.score.report import plot_training_curve
+from steps.stage_common import add_stage_args, stage_config, training_transcripts
 
 log = logging.getLogger("senone.steps.train_sat")
 
@@ -30,8 +30,7 @@ def main(args) -> None:
     t0 = time.time()
     conf = parse_conf(args.conf)
     lang = load_lang(args.lang)
-    units = transcript_units(load_transcripts(args.train_cuts), lang.info.get("unit") or conf["lang"]["unit"])
-    transcripts, _ = to_word_ids(units, lang.words, lang.oov_word, args.train_cuts)
+    transcripts = training_transcripts(lang, conf, args.train_cuts)
     cuts = CutSet.from_file(require_file(args.feats, "feats"))
     utt2spk = {c.id: speaker_of(c) for c in cuts}
     cmvn = load_cmvn_stats(require_file(args.cmvn, "feats"))
@@ -42,16 +41,7 @@ def main(args) -> None:
     base = pipeline.apply_all(iter_static_features(cuts, cmvn, pipeline.cmvn_norm_vars))
     prev = GmmHmm.load(prev_dir)
     prev_ali = read_alignments(require_file(prev_dir / "ali.ark", "the previous GMM stage"))
-    # kind/prev tell the workflow which step and inputs; the trainer takes the rest
-    stage = {k: v for k, v in conf["gmm"][args.stage].items() if k not in ("kind", "prev")}
-    for key in ("realign_iters", "fmllr_iters"):
-        if key in stage:
-            stage[key] = tuple(stage[key])
-    stage.setdefault("num_jobs", args.threads)
-    try:
-        cfg = SatConfig(**stage)
-    except TypeError as exc:
-        raise SenoneError(f"gmm.{args.stage} in the configuration: {exc}") from None
+    cfg = stage_config(conf, args.stage, SatConfig, args.threads)
     result, transforms = train_sat(lang, lang.read_L(), transcripts, base, utt2spk, prev, prev_ali, out, cfg)
     # the stage's input features are the previous stage's: its matrix, plus per-speaker fMLLR on top
     with atomic_path(out / MATRIX_FILE) as tmp:
@@ -67,12 +57,5 @@ def main(args) -> None:
 
 
 if __name__ == "__main__":
-    p = base_parser(__doc__)
-    p.add_argument("--stage", default="tri3", help="configuration section under gmm: (tri3)")
-    p.add_argument("--lang", required=True)
-    p.add_argument("--train-cuts", required=True)
-    p.add_argument("--feats", required=True)
-    p.add_argument("--cmvn", required=True)
-    p.add_argument("--prev", required=True, help="the LDA+MLLT stage's directory (final.pkl, ali.ark, final.mat)")
-    p.add_argument("--out", required=True)
-    run(main, p)
+    run(main, add_stage_args(base_parser(__doc__), "tri3",
+                             "the LDA+MLLT stage's directory (final.pkl, ali.ark, final.mat)"))

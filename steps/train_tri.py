@@ -12,8 +12,8 @@ from senone.gmm.triphone import TriConfig, train_triphone
 from senone.hmm.model import GmmHmm
 from senone.io import read_alignments, write_alignments
 from senone.lang import load_lang
-from senone.lang.transcripts import load_transcripts, to_word_ids, transcript_units
 from senone.score.report import plot_training_curve
+from steps.stage_common import add_stage_args, stage_config, training_transcripts
 from steps.train_mono import load_feature_cache
 
 log = logging.getLogger("senone.steps.train_tri")
@@ -22,16 +22,11 @@ log = logging.getLogger("senone.steps.train_tri")
 def main(args) -> None:
     conf = parse_conf(args.conf)
     lang = load_lang(args.lang)
-    units = transcript_units(load_transcripts(args.train_cuts), lang.info.get("unit") or conf["lang"]["unit"])
-    transcripts, _ = to_word_ids(units, lang.words, lang.oov_word, args.train_cuts)
+    transcripts = training_transcripts(lang, conf, args.train_cuts)
     feats = load_feature_cache(args.feats, args.cmvn, conf["features"]["gmm"])
     prev = GmmHmm.load(args.prev)
     prev_ali = read_alignments(Path(args.prev) / "ali.ark")
-    # kind/prev tell the workflow which step and inputs; the trainer takes the rest
-    stage = {k: v for k, v in conf["gmm"][args.stage].items() if k not in ("kind", "prev")}
-    stage["realign_iters"] = tuple(stage.get("realign_iters", ()))
-    stage.setdefault("num_jobs", args.threads)
-    cfg = TriConfig(**stage)
+    cfg = stage_config(conf, args.stage, TriConfig, args.threads)
     result = train_triphone(lang, lang.read_L(), transcripts, feats, prev, prev_ali, args.out, cfg, name=args.stage)
     write_alignments(Path(args.out) / "ali.ark", result.alignments)
     plot_training_curve([asdict(h) for h in result.history], Path(args.out) / "training_curve.png",
@@ -41,12 +36,4 @@ def main(args) -> None:
 
 
 if __name__ == "__main__":
-    p = base_parser(__doc__)
-    p.add_argument("--stage", default="tri1", help="configuration section under gmm: (tri1)")
-    p.add_argument("--lang", required=True)
-    p.add_argument("--train-cuts", required=True)
-    p.add_argument("--feats", required=True)
-    p.add_argument("--cmvn", required=True)
-    p.add_argument("--prev", required=True, help="previous stage's directory (final.pkl, ali.ark)")
-    p.add_argument("--out", required=True)
-    run(main, p)
+    run(main, add_stage_args(base_parser(__doc__), "tri1", "previous stage's directory (final.pkl, ali.ark)"))
