@@ -28,6 +28,7 @@ STEP = f"OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 PYTHONPATH={ROOT}${{PYTHONPATH
 SPLITS = ["train", "dev", "test"]
 SYSTEMS = CFG["systems"]  # GMM stages in training order; the last is the best so far
 BEST = SYSTEMS[-1]
+ALI_FROM = CFG.get("nn", {}).get("alignments_from") or BEST  # which GMM stage gives the networks their targets
 
 
 def cuts(split):
@@ -56,6 +57,22 @@ rule decode:
     shell:
         "cat {input.results}; echo; echo '== {RECIPE}: {BEST}, test set (LM weight chosen on dev) =='; "
         "cat {input.cer} {input.syl}"
+
+
+rule senone_ali:
+    """Per-frame senone (pdf-id) alignments for the networks, from the stage named by nn.alignments_from."""
+    input:
+        pkl=f"{EXP}/{ALI_FROM}/final.pkl",
+        ali=f"{EXP}/{ALI_FROM}/ali.ark",
+    output:
+        ali=f"{EXP}/senone_ali/pdf.ark",
+        info=f"{EXP}/senone_ali/senones.json",
+    params:
+        source=ALI_FROM,
+    log:
+        f"{EXP}/log/senone_ali.log",
+    shell:
+        "{STEP}.export_senone_ali --stage-dir {EXP}/{params.source} --out {EXP}/senone_ali --log {log}"
 
 
 rule results:

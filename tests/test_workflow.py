@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -100,3 +101,22 @@ def test_unknown_recipe_is_one_clear_line(tmp_path):
     assert proc.returncode != 0
     assert "recipe 'no_such_corpus' does not exist" in proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+def test_senone_alignments_for_the_networks(tiny_run):
+    """The chosen stage's alignments as per-frame pdf-ids, frame for frame."""
+    from senone.hmm.model import GmmHmm
+    from senone.io import read_alignments
+
+    proc = snakemake(tiny_run, "exp/synth_zh/senone_ali/pdf.ark", "--configfile", str(tiny_run / "tiny.yaml"),
+                     "--config", "nn={alignments_from: tri2}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    exp = tiny_run / "exp" / "synth_zh"
+    info = json.loads((exp / "senone_ali" / "senones.json").read_text())
+    model = GmmHmm.load(exp / "tri2")
+    assert info["source"].endswith("tri2") and info["num_pdfs"] == model.num_pdfs
+    pdfs, tids = read_alignments(exp / "senone_ali" / "pdf.ark"), read_alignments(exp / "tri2" / "ali.ark")
+    assert pdfs.keys() == tids.keys()
+    for utt, ali in tids.items():
+        np.testing.assert_array_equal(pdfs[utt], model.tid2pdf()[ali])
+        assert pdfs[utt].min() >= 0 and pdfs[utt].max() < model.num_pdfs
