@@ -9,7 +9,6 @@ transition log-probabilities are added to a copy of each graph before aligning.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
@@ -18,6 +17,7 @@ import kaldifst
 import numpy as np
 
 from senone.hmm.model import GmmHmm
+from senone.parallel import map_shards, shared
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +67,9 @@ def equal_align(graph: kaldifst.StdVectorFst, num_frames: int, seed: int) -> lis
     return tids if len(tids) == num_frames else None
 
 
-# What forked alignment workers inherit from the parent (copy-on-write): the graphs, features and model.
-_SHARED: dict = {}
-
-
-def _align_shard(args: tuple[list[str], dict]) -> tuple[dict[str, np.ndarray], AlignStats]:
-    utts, opts = args
-    graphs, feats, model = _SHARED["graphs"], _SHARED["feats"], _SHARED["model"]
-    return _align_serial(model, graphs, ((u, feats[u]) for u in utts), **opts)
+def _align_shard(utts: list[str]) -> tuple[dict[str, np.ndarray], AlignStats]:
+    s = shared()
+    return _align_serial(s["model"], s["graphs"], ((u, s["feats"][u]) for u in utts), **s["opts"])
 
 
 def align(model: GmmHmm, graphs: Mapping[str, kaldifst.StdVectorFst], feats: Mapping[str, np.ndarray],
@@ -90,15 +85,7 @@ def align(model: GmmHmm, graphs: Mapping[str, kaldifst.StdVectorFst], feats: Map
     opts = dict(beam=beam, retry_beam=retry_beam, acoustic_scale=acoustic_scale, transition_scale=transition_scale,
                 self_loop_scale=self_loop_scale, careful=careful)
     utts = [u for u in feats.keys() if u in graphs]
-    if num_jobs <= 1 or len(utts) < 2 * num_jobs:
-        return _align_serial(model, graphs, ((u, feats[u]) for u in utts), **opts)
-    _SHARED.update(graphs=graphs, feats=feats, model=model)
-    try:
-        shards = [utts[i::num_jobs] for i in range(num_jobs)]
-        with multiprocessing.get_context("fork").Pool(num_jobs) as pool:
-            parts = pool.map(_align_shard, [(shard, opts) for shard in shards])
-    finally:
-        _SHARED.clear()
+    parts = map_shards(_align_shard, utts, num_jobs, model=model, graphs=graphs, feats=feats, opts=opts)
     out: dict[str, np.ndarray] = {}
     stats = AlignStats()
     for ali, st in parts:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 import re
 import time
 from dataclasses import asdict, dataclass, field
@@ -40,6 +39,7 @@ from senone.gmm.triphone import TriConfig, TriResult, train_triphone
 from senone.hmm.model import GmmHmm
 from senone.io import write_json
 from senone.lang.prepare import Lang
+from senone.parallel import shared, sum_shards
 
 log = logging.getLogger(__name__)
 
@@ -106,25 +106,6 @@ def frame_weights(ali: np.ndarray, tid2phone: np.ndarray, silence_phones: Sequen
 # Statistics, serial or over forked workers (which share the parent's features copy-on-write)
 # --------------------------------------------------------------------------------------------
 
-_SHARED: dict = {}
-
-
-def _map_shards(fn, utts: list[str], num_jobs: int, **shared):
-    """``fn(utts_shard)`` over ``num_jobs`` forked workers (in order), or serially."""
-    if num_jobs <= 1 or len(utts) < 2 * num_jobs:
-        _SHARED.update(shared)
-        try:
-            return [fn(utts)]
-        finally:
-            _SHARED.clear()
-    _SHARED.update(shared)
-    try:
-        with multiprocessing.get_context("fork").Pool(num_jobs) as pool:
-            return pool.map(fn, [utts[i::num_jobs] for i in range(num_jobs)])
-    finally:
-        _SHARED.clear()
-
-
 def _batches(utts: list[str], feats: FeatureSource, alignments: Mapping[str, np.ndarray], batch_frames: int):
     buf_u: list[str] = []
     n = 0
@@ -139,7 +120,7 @@ def _batches(utts: list[str], feats: FeatureSource, alignments: Mapping[str, np.
 
 
 def _lda_shard(utts: list[str]) -> LdaStats:
-    s = _SHARED
+    s = shared()
     stats = LdaStats.zeros(s["num_pdfs"], s["dim"])
     for batch in _batches(utts, s["static"], s["alignments"], s["batch_frames"]):
         x, ids, w = [], [], []
@@ -177,17 +158,13 @@ def accumulate_lda_stats(prev: GmmHmm, alignments: Mapping[str, np.ndarray], sta
     utts = _checked_utts(static_feats, alignments, "LDA statistics")
     tid2pdf, tid2phone = tid_tables(prev)
     dim = static_feats[utts[0]].shape[1] * (2 * splice_context + 1)
-    parts = _map_shards(_lda_shard, utts, num_jobs, num_pdfs=prev.num_pdfs, dim=dim, static=static_feats,
-                        alignments=alignments, context=splice_context, tid2pdf=tid2pdf, tid2phone=tid2phone,
-                        silence_phones=list(silence_phones), silence_weight=silence_weight, batch_frames=batch_frames)
-    total = parts[0]
-    for p in parts[1:]:
-        total.add(p)
-    return total
+    return sum_shards(_lda_shard, utts, num_jobs, num_pdfs=prev.num_pdfs, dim=dim, static=static_feats,
+                      alignments=alignments, context=splice_context, tid2pdf=tid2pdf, tid2phone=tid2phone,
+                      silence_phones=list(silence_phones), silence_weight=silence_weight, batch_frames=batch_frames)
 
 
 def _mllt_shard(utts: list[str]) -> MlltStats:
-    s = _SHARED
+    s = shared()
     stats = MlltStats.zeros(s["dim"])
     for batch in _batches(utts, s["feats"], s["alignments"], s["batch_frames"]):
         x, ids, w = [], [], []
@@ -206,13 +183,9 @@ def accumulate_mllt_stats(model: GmmHmm, feats: FeatureSource, alignments: Mappi
     """``ali-to-post | weight-silence-post | gmm-acc-mllt`` with the current model on the current features."""
     utts = _checked_utts(feats, alignments, "MLLT statistics")
     tid2pdf, tid2phone = tid_tables(model)
-    parts = _map_shards(_mllt_shard, utts, num_jobs, dim=model.dim, feats=feats, alignments=alignments,
-                        gmms=GmmParams.from_am(model.am), tid2pdf=tid2pdf, tid2phone=tid2phone,
-                        silence_phones=list(silence_phones), silence_weight=silence_weight, batch_frames=batch_frames)
-    total = parts[0]
-    for p in parts[1:]:
-        total.add(p)
-    return total
+    return sum_shards(_mllt_shard, utts, num_jobs, dim=model.dim, feats=feats, alignments=alignments,
+                      gmms=GmmParams.from_am(model.am), tid2pdf=tid2pdf, tid2phone=tid2phone,
+                      silence_phones=list(silence_phones), silence_weight=silence_weight, batch_frames=batch_frames)
 
 
 # --------------------------------------------------------------------------------------------

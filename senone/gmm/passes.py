@@ -9,7 +9,6 @@ Gaussians. Every pass ends with a checkpoint, so a killed run resumes at the pas
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import pickle
 import time
 from dataclasses import asdict, dataclass
@@ -26,6 +25,7 @@ from senone.gmm.mixup import split_by_count
 from senone.gmm.stats import GaussStats
 from senone.hmm.model import GmmHmm
 from senone.io import atomic_open
+from senone.parallel import shared, sum_shards
 
 log = logging.getLogger(__name__)
 
@@ -96,25 +96,13 @@ def accumulate(model: GmmHmm, feats: FeatureSource, alignments: Mapping[str, np.
     their statistics (Kaldi's ``gmm-sum-accs``).
     """
     utts = [u for u in feats.keys() if u in alignments]
-    if num_jobs <= 1 or len(utts) < 2 * num_jobs:
-        return _accumulate_serial(model, feats, alignments, utts, batch_frames)
-    _SHARED.update(model=model, feats=feats, alignments=alignments, batch_frames=batch_frames)
-    try:
-        with multiprocessing.get_context("fork").Pool(num_jobs) as pool:
-            parts = pool.map(_accumulate_shard, [utts[i::num_jobs] for i in range(num_jobs)])
-    finally:
-        _SHARED.clear()
-    total = parts[0]
-    for part in parts[1:]:
-        total.add(part)
-    return total
-
-
-_SHARED: dict = {}
+    return sum_shards(_accumulate_shard, utts, num_jobs, model=model, feats=feats, alignments=alignments,
+                      batch_frames=batch_frames)
 
 
 def _accumulate_shard(utts: list[str]) -> GaussStats:
-    stats = _accumulate_serial(_SHARED["model"], _SHARED["feats"], _SHARED["alignments"], utts, _SHARED["batch_frames"])
+    s = shared()
+    stats = _accumulate_serial(s["model"], s["feats"], s["alignments"], utts, s["batch_frames"])
     stats._params = []  # parameters need not travel back to the parent
     return stats
 

@@ -22,7 +22,6 @@ and the phone ends at that transition.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ import numpy as np
 
 from senone import SenoneError
 from senone.io import atomic_path, require_file
+from senone.parallel import shared, sum_shards
 
 log = logging.getLogger(__name__)
 
@@ -366,11 +366,8 @@ def accumulate_batch(tables: TransitionTables, alignments: Sequence[np.ndarray],
     return stats
 
 
-_SHARED: dict = {}
-
-
 def _accumulate_shard(utts: list[str]) -> TreeStats:
-    s = _SHARED
+    s = shared()
     return _accumulate_serial(s["tables"], s["alignments"], s["feats"], utts, **s["opts"])
 
 
@@ -436,19 +433,8 @@ def accumulate_tree_stats(trans_model: khg.TransitionModel, alignments: Mapping[
         reordered = is_reordered(tables, cat, starts)
     opts = dict(context_width=context_width, central_position=central_position, ci_phones=tuple(ci_phones),
                 reordered=reordered, var_floor=var_floor)
-    if num_jobs <= 1 or len(utts) < 2 * num_jobs:
-        stats = _accumulate_serial(tables, alignments, feats, utts, batch_frames=batch_frames, **opts)
-    else:
-        _SHARED.update(tables=tables, alignments=alignments, feats=feats,
+    stats = sum_shards(_accumulate_shard, utts, num_jobs, tables=tables, alignments=alignments, feats=feats,
                        opts=dict(opts, batch_frames=batch_frames))
-        try:
-            with multiprocessing.get_context("fork").Pool(num_jobs) as pool:
-                parts = pool.map(_accumulate_shard, [utts[i::num_jobs] for i in range(num_jobs)])
-        finally:
-            _SHARED.clear()
-        stats = parts[0]
-        for part in parts[1:]:
-            stats.add(part)
     stats.num_skipped += missing
     if stats.num_events == 0:
         raise SenoneError("tree statistics are empty: every utterance was skipped (see the warnings above)")
