@@ -37,11 +37,10 @@ from senone.feats.lda import _load_npz, _save_npz, apply_transform, compose_tran
 from senone.feats.mllt import (
     DiagGmmParams,
     check_frames,
-    component_posteriors,
-    frames_by_pdf,
     packed_outer,
     spd_inverse,
     unpack_symmetric,
+    weighted_posteriors,
 )
 from senone.io import atomic_path
 
@@ -155,13 +154,9 @@ class FmllrStats:
         # Per pdf only the E-step and two small products; the (d+1)² work is one pass over the batch.
         mean_term = np.empty_like(x)
         invvar_term = np.empty_like(x)
-        for pdf, idx in frames_by_pdf(ids):
+        for pdf, idx, post, ll in weighted_posteriors(x, ids, gmms, w):
             gmm = gmms[pdf]
-            post, ll = component_posteriors(gmm, x[idx])
-            if w is not None:
-                post *= w[idx, None]
-                ll = ll * w[idx]
-            total += float(ll.sum())
+            total += ll
             mean_term[idx] = post @ np.asarray(gmm.means_invvars, dtype=np.float64)
             invvar_term[idx] = post @ np.asarray(gmm.inv_vars, dtype=np.float64)
             self.beta += float(post.sum())

@@ -76,6 +76,18 @@ def frames_by_pdf(pdf_ids: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
         yield pdf, order[start:start + count]
 
 
+def weighted_posteriors(x: np.ndarray, pdf_ids: np.ndarray, gmms: Sequence[DiagGmmParams],
+                        weights: np.ndarray | None) -> Iterator[tuple[int, np.ndarray, np.ndarray, float]]:
+    """The E-step MLLT and fMLLR share: per pdf present, ``(pdf, frame indices, Gaussian posteriors
+    scaled by the frame weights, weighted log-likelihood of those frames)``."""
+    for pdf, idx in frames_by_pdf(pdf_ids):
+        post, ll = component_posteriors(gmms[pdf], x[idx])
+        if weights is not None:
+            post *= weights[idx, None]
+            ll = ll * weights[idx]
+        yield pdf, idx, post, float(ll.sum())
+
+
 def gmm_means(gmm: DiagGmmParams) -> np.ndarray:
     """Means (G × D) of a GMM stored as ``means_invvars`` and ``inv_vars``."""
     return np.asarray(gmm.means_invvars, dtype=np.float64) / np.asarray(gmm.inv_vars, dtype=np.float64)
@@ -201,15 +213,9 @@ class MlltStats:
         """
         x, ids, w = check_frames(feats, pdf_ids, weights, self.dim, len(gmms), "MLLT accumulation")
         total = 0.0
-        for pdf, idx in frames_by_pdf(ids):
-            gmm = gmms[pdf]
-            xp = x[idx]
-            post, ll = component_posteriors(gmm, xp)
-            if w is not None:
-                post *= w[idx, None]
-                ll = ll * w[idx]
-            total += float(ll.sum())
-            self.accumulate_pdf(xp, post, gmm_means(gmm), gmm.inv_vars)
+        for pdf, idx, post, ll in weighted_posteriors(x, ids, gmms, w):
+            total += ll
+            self.accumulate_pdf(x[idx], post, gmm_means(gmms[pdf]), gmms[pdf].inv_vars)
         self.tot_loglike += total
         self.num_frames += int(len(ids))
         return total
