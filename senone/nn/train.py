@@ -1,0 +1,329 @@
+"""Cross-entropy training of a senone classifier with truncated BPTT, checkpoints and resume.
+
+What one run does (the paper's section 4.1, in Kaldi nnet1's manner):
+
+* every epoch walks the training utterances in a seeded order through :class:`StreamBatcher`:
+  minibatches of ``num_streams`` chunks (15 frames, 5 overlapping, labels delayed by 5 for
+  recurrent models) from different utterances;
+* the learning rate decays exponentially, step by step, from ``lr_initial`` to ``lr_final`` over
+  the whole run; gradients are clipped to a maximum norm (the paper scales gradients down, [38]);
+* after every epoch the model is scored on the held-out validation utterances (whole utterances,
+  as at test time: frame cross-entropy and frame accuracy), a checkpoint is written atomically,
+  and the model with the best validation cross-entropy becomes ``final.pt`` (model selection);
+* a killed run resumes at the epoch after its last checkpoint and ends bit-identical to an
+  uninterrupted run: the data order depends only on (seed, epoch), and the checkpoint holds the
+  model, the optimiser state and the step count. A checkpoint written under other settings
+  (model, data, schedule) is not resumed.
+
+Several processes (``torchrun --nproc_per_node N``) train one model with DistributedDataParallel:
+each takes every N-th utterance of the epoch's order, gradients are averaged, and only rank 0
+writes. The device is CUDA when present (NCCL between GPUs), else the CPU (gloo).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from senone import SenoneError
+from senone.io import atomic_path, write_json
+from senone.nn.batches import StreamBatcher, epoch_order, num_batches
+from senone.nn.chunks import IGNORE, ChunkConfig
+from senone.nn.infer import log_posteriors
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"
+FINAL = "final.pt"
+HISTORY = "history.json"
+
+
+@dataclass
+class TrainConfig:
+    """Training settings (``nn.train`` in conf/nn.yaml; a model may override any of them)."""
+
+    num_epochs: int = 6
+    optimizer: str = "sgd"          # "sgd" (momentum, the paper's choice) or "adam"
+    lr_initial: float = 0.05
+    lr_final: float = 0.005
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    max_grad_norm: float = 5.0
+    num_streams: int = 20           # chunks per minibatch, each from a different utterance
+    chunk_len: int = 15
+    overlap: int = 5
+    label_delay: int = 5            # recurrent models only; FFNNs see ±5 frames and use no delay
+    seed: int = 0
+    log_every: int = 500            # minibatches between progress lines
+    valid_batch_frames: int = 20000
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("sgd", "adam"):
+            raise SenoneError(f"nn optimizer {self.optimizer!r}: use 'sgd' or 'adam'")
+        if self.num_epochs < 1:
+            raise SenoneError(f"nn num_epochs={self.num_epochs}: must be at least 1")
+        if not (self.lr_initial > 0 and self.lr_final > 0):
+            raise SenoneError("nn lr_initial and lr_final must be > 0")
+
+    @staticmethod
+    def from_dict(data: Mapping[str, Any]) -> "TrainConfig":
+        known = set(TrainConfig.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SenoneError(f"unknown nn training setting(s) {unknown}; known: {sorted(known)}")
+        return TrainConfig(**dict(data))
+
+    def chunking(self, model: torch.nn.Module) -> ChunkConfig:
+        """Chunks for this model: recurrent models get the label delay, FFNNs their splice context."""
+        recurrent = bool(getattr(model, "is_recurrent", True))
+        return ChunkConfig(chunk_len=self.chunk_len, overlap=self.overlap if recurrent else 0,
+                           label_delay=self.label_delay if recurrent else 0,
+                           left_context=int(getattr(model, "left_context", 0)),
+                           right_context=int(getattr(model, "right_context", 0)))
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    lr: float
+    train_loss: float
+    train_acc: float
+    valid_loss: float
+    valid_acc: float
+    frames: int
+    seconds: float
+    frames_per_second: float
+    data_share: float  # share of the epoch's wall time spent outside forward/backward/update
+
+
+@dataclass
+class TrainResult:
+    history: list[EpochRecord]
+    best_epoch: int
+    final_path: Path
+    resumed_from: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+def pick_device() -> torch.device:
+    """CUDA when present (this process's local GPU under torchrun), else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) of this process; (0, 1) outside torchrun."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init_distributed() -> tuple[int, int]:
+    """Join the process group when started by torchrun (WORLD_SIZE > 1); gloo on CPU, NCCL on GPUs."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return world()
+
+
+def _all_reduce(values: Sequence[float], op=None) -> list[float]:
+    if world()[1] == 1:
+        return list(values)
+    t = torch.tensor(list(values), dtype=torch.float64)
+    dist.all_reduce(t, op=op or dist.ReduceOp.SUM)
+    return t.tolist()
+
+
+def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    """Exponential decay from lr_initial (step 0) to lr_final (last step)."""
+    frac = step / max(total - 1, 1)
+    return cfg.lr_initial * math.exp(frac * math.log(cfg.lr_final / cfg.lr_initial))
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr_initial, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr_initial, momentum=cfg.momentum,
+                           weight_decay=cfg.weight_decay)
+
+
+def settings_key(settings: Mapping[str, Any]) -> str:
+    """A stable hash of everything that makes two runs the same run."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def evaluate(model: torch.nn.Module, utts: Sequence[str], load: Callable[[str], np.ndarray],
+             labels: Mapping[str, np.ndarray], label_delay: int, device: torch.device,
+             batch_frames: int = 20000) -> tuple[float, float, int]:
+    """Frame cross-entropy, frame accuracy and frames over whole utterances (test-time conditions)."""
+    net = unwrap(model)
+    loss, correct, frames = 0.0, 0, 0
+    for utt, logp in log_posteriors(net, ((u, load(u)) for u in utts), label_delay, batch_frames=batch_frames,
+                                    device=device):
+        y = np.asarray(labels[utt], dtype=np.int64)
+        loss -= float(logp[np.arange(len(y)), y].sum())
+        correct += int((logp.argmax(axis=1) == y).sum())
+        frames += len(y)
+    net.train()
+    loss, correct, frames = _all_reduce([loss, correct, frames])
+    return (loss / frames if frames else float("nan")), (correct / frames if frames else float("nan")), int(frames)
+
+
+def _checkpoints(out_dir: Path) -> dict[int, Path]:
+    found = {}
+    for p in (out_dir / CHECKPOINT_DIR).glob("epoch_*.pt"):
+        try:
+            found[int(p.stem.split("_")[1])] = p
+        except ValueError:
+            continue
+    return found
+
+
+def _save(obj: Any, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def train(model: torch.nn.Module, train_utts: Sequence[str], valid_utts: Sequence[str],
+          load: Callable[[str], np.ndarray], labels: Mapping[str, np.ndarray], cfg: TrainConfig,
+          out_dir: str | os.PathLike, *, model_info: Mapping[str, Any], device: torch.device | None = None,
+          on_epoch: Callable[[list[EpochRecord]], None] | None = None) -> TrainResult:
+    """Train ``model`` (already built and seeded) and write checkpoints, history and ``final.pt``.
+
+    ``load(utt)`` gives an utterance's network input (T × F); ``labels[utt]`` its pdf-ids (T).
+    ``model_info`` (spec, input layout, number of pdfs, label delay...) is stored with every model
+    file so a decoder can rebuild the network from ``final.pt`` alone.
+    """
+    out_dir = Path(out_dir)
+    rank, size = world()
+    device = device or pick_device()
+    model.to(device)
+    chunk_cfg = cfg.chunking(model)
+    train_utts = sorted(train_utts)
+    valid_utts = sorted(valid_utts)
+    if not train_utts:
+        raise SenoneError("no training utterances with alignments; check the senone alignments and features")
+    frames = {u: len(labels[u]) for u in train_utts}
+    settings = {"model": dict(model_info), "train": asdict(cfg), "world_size": size,
+                "train_utts": settings_key({"u": train_utts}), "valid_utts": settings_key({"u": valid_utts})}
+    key = settings_key(settings)
+
+    # batches per epoch, fixed by the (seeded) orders: the schedule knows its length up front
+    per_epoch = []
+    for epoch in range(1, cfg.num_epochs + 1):
+        n = num_batches(epoch_order(train_utts, cfg.seed, epoch, rank, size), frames, chunk_cfg, cfg.num_streams)
+        per_epoch.append(int(_all_reduce([n], op=dist.ReduceOp.MIN if size > 1 else None)[0]))
+    total_steps = sum(per_epoch)
+
+    opt = make_optimizer(unwrap(model), cfg)
+    history: list[EpochRecord] = []
+    best = (math.inf, 0)
+    start_epoch, step = 1, 0
+    found = _checkpoints(out_dir)
+    if found:
+        last = max(found)
+        ckpt = torch.load(found[last], map_location=device, weights_only=False)
+        if ckpt.get("key") == key:
+            unwrap(model).load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            history = [EpochRecord(**r) for r in ckpt["history"]]
+            best = tuple(ckpt["best"])
+            start_epoch, step = last + 1, ckpt["step"]
+            torch.set_rng_state(ckpt["rng"])
+            log.info("resuming after epoch %d (%s)", last, found[last])
+        elif rank == 0:
+            log.warning("checkpoints in %s were written under other settings; starting over", out_dir / CHECKPOINT_DIR)
+            for p in found.values():
+                p.unlink()
+    if size > 1 and not isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    resumed_from = start_epoch - 1
+    loss_fn = torch.nn.CrossEntropyLoss(ignore_index=IGNORE, reduction="sum")
+
+    for epoch in range(start_epoch, cfg.num_epochs + 1):
+        order = epoch_order(train_utts, cfg.seed, epoch, rank, size)
+        batches = StreamBatcher(order, load, labels, chunk_cfg, cfg.num_streams)
+        model.train()
+        t0 = time.perf_counter()
+        data_s = 0.0
+        sum_loss, sum_correct, sum_frames = 0.0, 0, 0
+        it = iter(batches)
+        for b in range(per_epoch[epoch - 1]):
+            td = time.perf_counter()
+            batch = next(it)
+            x = torch.from_numpy(batch.inputs).to(device, non_blocking=True)
+            y = torch.from_numpy(batch.targets).to(device, non_blocking=True)
+            data_s += time.perf_counter() - td
+            lr = lr_at(step, total_steps, cfg)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            logits = model(x)
+            scored = int((y != IGNORE).sum())
+            loss = loss_fn(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            (loss / max(scored, 1)).backward()
+            if cfg.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            opt.step()
+            step += 1
+            with torch.no_grad():
+                sum_loss += float(loss)
+                sum_correct += int(((logits.argmax(-1) == y) & (y != IGNORE)).sum())
+                sum_frames += scored
+            if rank == 0 and cfg.log_every and (b + 1) % cfg.log_every == 0:
+                el = time.perf_counter() - t0
+                log.info("epoch %d: %d/%d minibatches, CE %.3f, frame acc %.3f, lr %.2e, %.0f frames/s",
+                         epoch, b + 1, per_epoch[epoch - 1], sum_loss / max(sum_frames, 1),
+                         sum_correct / max(sum_frames, 1), lr, sum_frames * size / el)
+        seconds = time.perf_counter() - t0
+        sum_loss, sum_correct, sum_frames = _all_reduce([sum_loss, sum_correct, sum_frames])
+        v_loss, v_acc, _ = evaluate(model, valid_utts[rank::size], load, labels, chunk_cfg.label_delay, device,
+                                    cfg.valid_batch_frames) if valid_utts else (float("nan"), float("nan"), 0)
+        rec = EpochRecord(epoch=epoch, lr=lr_at(step - 1, total_steps, cfg),
+                          train_loss=sum_loss / max(sum_frames, 1), train_acc=sum_correct / max(sum_frames, 1),
+                          valid_loss=v_loss, valid_acc=v_acc, frames=int(sum_frames), seconds=seconds,
+                          frames_per_second=sum_frames / seconds if seconds else 0.0,
+                          data_share=data_s / seconds if seconds else 0.0)
+        history.append(rec)
+        score = v_loss if valid_utts else rec.train_loss
+        if score < best[0]:
+            best = (score, epoch)
+        log.info("epoch %d: train CE %.3f acc %.3f | valid CE %.3f acc %.3f | %.0f frames/s, %.1f%% outside "
+                 "forward/backward, %.0f s", epoch, rec.train_loss, rec.train_acc, v_loss, v_acc,
+                 rec.frames_per_second, 100 * rec.data_share, seconds)
+        if rank == 0:
+            state = {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
+            _save({"key": key, "epoch": epoch, "step": step, "model": state, "optimizer": opt.state_dict(),
+                   "history": [asdict(r) for r in history], "best": list(best), "rng": torch.get_rng_state(),
+                   "model_info": dict(model_info)}, out_dir / CHECKPOINT_DIR / f"epoch_{epoch:03d}.pt")
+            write_json(out_dir / HISTORY, {"best_epoch": best[1], "epochs": [asdict(r) for r in history]})
+            if on_epoch:
+                on_epoch(history)
+        if size > 1:
+            dist.barrier()
+
+    final_path = out_dir / FINAL
+    if rank == 0:
+        best_ckpt = torch.load(_checkpoints(out_dir)[best[1]], map_location="cpu", weights_only=False)
+        _save({"model_info": dict(model_info), "state_dict": best_ckpt["model"], "epoch": best[1],
+               "valid_loss": best[0], "key": key}, final_path)
+        log.info("final model: epoch %d (validation CE %.3f) -> %s", best[1], best[0], final_path)
+    if size > 1:
+        dist.barrier()
+    return TrainResult(history=history, best_epoch=best[1], final_path=final_path, resumed_from=resumed_from)
