@@ -246,3 +246,20 @@ def test_markup_and_encodings():
     assert decode_transcript("1.0 2.0 A: 你好\n".encode("gbk")) == ["1.0 2.0 A: 你好", ""]
     assert decode_transcript("\ufeff1.0 2.0 A: 你好".encode("utf-8")) == ["1.0 2.0 A: 你好"]
     assert decode_transcript("你好\n".encode("gbk") + b"\xff\xfe\n") == ["你好", None, ""]
+
+
+def test_truncated_audio_keeps_what_is_there(tmp_path):
+    tree = build_tree(tmp_path, num_train=3)
+    path = tree["audio_dir"] / "hkust_mcts_p1/data/audio/train" / f"{tree['good'][1]}.sph"
+    header = read_sphere_header(path)
+    path.write_bytes(path.read_bytes()[: header.header_bytes + 2 * SR * 20])  # 20 of 30 s left, both channels
+    assert read_sphere_header(path).truncated and read_sphere_header(path).num_samples == 20 * SR
+    cuts = prepare_hkust(tmp_path / "out", corpus_dir=tmp_path, valid_hours=0, dev_hours=1 / 3600)
+    kept = [c for s in cuts.values() for c in s if c.recording_id == tree["good"][1]]
+    assert kept and max(c.end for c in kept) <= 20.0 and kept[0].recording.duration == 20.0
+    assert kept[-1].load_audio().shape[1] == int(round(kept[-1].duration * SR))
+    report = json.loads((tmp_path / "out/manifests/hkust_report.json").read_text())
+    skipped = json.loads((tmp_path / "out/manifests/skipped.json").read_text())
+    assert report["notes"]["audio_truncated"] == 1
+    # lines after 20.5 s (20 s + the 0.5 s overshoot Kaldi allows) no longer have audio
+    assert skipped["counts"]["segment_past_audio_end"] == 1 + sum(1 for _, e, _, _ in LINES if e > 20.5)
