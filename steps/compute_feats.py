@@ -24,8 +24,10 @@ def main(args) -> None:
     cfg = MfccPitchConfig(num_ceps=conf.get("num_ceps", 13), pitch=conf.get("pitch", True))
     done_before = (out / f"cuts_{args.split}.jsonl.gz").is_file()
     wall, cpu = time.perf_counter(), time.process_time()
+    # the recipe's rate (features.gmm.sampling_rate, e.g. 8000 for telephone corpora) wins over the option
+    sampling_rate = int(conf.get("sampling_rate", args.sampling_rate))
     with_feats = compute_features(cuts, out, split=args.split, pitch=cfg.pitch, num_jobs=args.threads, config=cfg,
-                                  sampling_rate=args.sampling_rate)
+                                  sampling_rate=sampling_rate)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     if not done_before:
         audio = sum(c.duration for c in with_feats)

@@ -1,0 +1,265 @@
+"""HKUST preparation on a small LDC-style tree built here: two-channel a-law SPHERE calls, GBK
+transcripts with the corpus's mark-up, the official train/dev layout, and the bad input real
+copies hold."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from local.hkust.prepare import manifest_path, prepare_hkust
+from local.hkust.transcript import clean_markup, decode_transcript
+from senone import SenoneError
+from senone.data.sphere import read_sphere_header
+
+SR = 8000
+CALL_SECONDS = 30.0
+FREQS = {"A": 440.0, "B": 1250.0}  # one tone per side, so the channel a cut reads can be told apart
+
+# Lines of every good call: (start, end, side, text); 20.75 s of speech.
+LINES = [
+    (0.5, 3.25, "A", "<noise>喂</noise>你好((是))，{laugh}我用ｉＰｈｏｎｅ打了3个电话"),
+    (3.5, 6.0, "B", "%呃 <foreign language=\"English\">ok</foreign> 我知道了。"),
+    (6.25, 9.0, "A", "[LAUGHTER] 今天是2004年3月5日 %HESITATION"),
+    (9.5, 12.0, "B", "{breath} 嗯 (( )) 对对对"),
+    (12.5, 15.0, "A", "~A ~B ~C 是字母吗"),
+    (15.5, 18.25, "B", "我们-- 去北京吧？"),
+    (18.5, 21.0, "A", "好的好的"),
+    (21.5, 24.0, "B", "再见"),
+    (24.25, 26.0, "A", "拜拜"),
+]
+SPEECH = sum(e - s for s, e, _, _ in LINES)
+
+# Bad lines added to the first training call's transcript, with the reason each is skipped for.
+BAD_LINES = [
+    (b"1O.25 12.00 A: \xbb\xb5\xca\xb1\xbc\xe4", "bad_timestamp"),            # "坏时间", O for 0
+    ("12.0 11.0 A: 反了".encode("gbk"), "end_not_after_start"),
+    ("28.0 45.0 B: 太长了".encode("gbk"), "segment_past_audio_end"),
+    ("5.0 6.0 C: 第三方".encode("gbk"), "bad_channel_label"),
+    ("26.5 28.0 A: 你好 B: 我好".encode("gbk"), "speaker_label_in_text"),
+    ("27.0 27.5 B: {laugh}".encode("gbk"), "no_words"),
+    ("27.6 27.65 A: 短".encode("gbk"), "segment_too_short"),
+    (b"28.1 28.9 A: \xff\xff\xff", "undecodable_line"),
+    ("这一行没有时间".encode("gbk"), "bad_transcript_line"),
+    ("18.5000 21.0000 A: 又一次".encode("gbk"), "duplicate_utterance_id"),  # same side and times as a good line
+]
+CLIPPED_LINE = "29.8 30.3 A: 最后一句".encode("gbk")  # 0.3 s past the end: clipped, kept
+
+
+def call_id(i: int, split: str = "train") -> str:
+    day = 10 + i if split == "train" else 28
+    return f"200405{day:02d}_21{i:04d}_A{900 + i:06d}_B{950 + i:06d}"
+
+
+def write_call(path: Path, seconds: float = CALL_SECONDS, sr: int = SR, channels: int = 2) -> None:
+    t = np.arange(int(seconds * sr)) / sr
+    sides = [0.3 * np.sin(2 * np.pi * FREQS[s] * t) for s in "AB"][:channels]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, np.stack(sides, axis=1), sr, format="NIST", subtype="ALAW")
+
+
+def write_transcript(path: Path, call: str, extra: list[bytes] = ()) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"# {call}".encode("gbk"), b""]
+    lines += [f"{s:.4f} {e:.4f} {side}: {text}".encode("gbk") for s, e, side, text in LINES]
+    lines += list(extra)
+    path.write_bytes(b"\r\n".join(lines) + b"\r\n")
+
+
+def build_tree(root: Path, num_train: int = 8) -> dict:
+    """LDC2005S15 + LDC2005T32 as LDC ships them, with the bad cases listed in the returned dict."""
+    audio = root / "LDC2005S15" / "hkust_mcts_p1" / "data" / "audio"
+    trans = root / "LDC2005T32" / "hkust_mcts_p1tr" / "data" / "trans"
+    good = [call_id(i) for i in range(num_train)]
+    for i, call in enumerate(good):
+        write_call(audio / "train" / f"{call}.sph")
+        extra = [b for b, _ in BAD_LINES] + [CLIPPED_LINE] if i == 0 else []
+        write_transcript(trans / "train" / f"{call}.txt", call, extra)
+    bad = {name: call_id(num_train + k) for k, name in enumerate(
+        ["sample_rate", "empty_audio", "unreadable_audio", "no_transcript", "no_audio", "channel_count"])}
+    write_call(audio / "train" / f"{bad['sample_rate']}.sph", sr=16000)
+    (audio / "train" / f"{bad['empty_audio']}.sph").write_bytes(b"")
+    (audio / "train" / f"{bad['unreadable_audio']}.sph").write_bytes(np.random.default_rng(0).bytes(5000))
+    write_call(audio / "train" / f"{bad['no_transcript']}.sph")
+    write_call(audio / "train" / f"{bad['channel_count']}.sph", channels=1)
+    for name in ("sample_rate", "empty_audio", "unreadable_audio", "no_audio", "channel_count"):
+        write_transcript(trans / "train" / f"{bad[name]}.txt", bad[name])
+    dev = [call_id(i, "dev") for i in range(2)]
+    for call in dev:
+        write_call(audio / "dev" / f"{call}.sph")
+        write_transcript(trans / "dev" / f"{call}.txt", call)
+    (root / "LDC2005S15" / "docs").mkdir()
+    (root / "LDC2005S15" / "docs" / "readme.txt").write_text("not a transcript")
+    return {"audio_dir": root / "LDC2005S15", "trans_dir": root / "LDC2005T32", "good": good, "dev": dev, "bad": bad}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ldc")
+    tree = build_tree(root)
+    out = root / "data"
+    # valid: 3 calls' worth of speech (about 62 s, over 50 s), dev: the first 2 of them
+    cuts = prepare_hkust(out, audio_dir=tree["audio_dir"], trans_dir=tree["trans_dir"], seed=0,
+                         valid_hours=50 / 3600, dev_hours=30 / 3600)
+    return tree, out, cuts
+
+
+def _calls(cuts) -> set[str]:
+    return {c.recording_id for c in cuts}
+
+
+def test_official_split_and_call_level_validation_carve_out(corpus):
+    tree, out, cuts = corpus
+    assert set(cuts) == {"train", "valid", "dev", "test"}
+    assert _calls(cuts["test"]) == set(tree["dev"])  # official dev is the test set
+    train, valid, dev = _calls(cuts["train"]), _calls(cuts["valid"]), _calls(cuts["dev"])
+    assert train | valid == set(tree["good"]) and not train & valid  # every usable training call, once
+    assert len(valid) == 3 and dev <= valid and len(dev) == 2
+    report = json.loads((out / "manifests" / "hkust_report.json").read_text())
+    assert report["splits"]["valid"]["calls"] == 3 and report["splits"]["train"]["calls"] == 5
+    assert report["splits"]["test"] == {"calls": 2, "speakers": 4, "utterances": 2 * len(LINES),
+                                        "speech_hours": round(2 * SPEECH / 3600, 4),
+                                        "audio_hours": round(2 * 2 * CALL_SECONDS / 3600, 4)}
+    # whole calls: every cut of a held-out call left train, speakers never straddle splits
+    speakers = {s: {c.supervisions[0].speaker for c in cuts[s]} for s in cuts}
+    assert not speakers["train"] & (speakers["valid"] | speakers["test"])
+    # speech in valid reaches the target and the last call was needed to reach it
+    per_call = {c: sum(x.duration for x in cuts["valid"] if x.recording_id == c) for c in valid}
+    assert sum(per_call.values()) >= 50 and sum(per_call.values()) - max(per_call.values()) < 50
+
+
+def test_validation_draw_is_seeded(corpus, tmp_path):
+    tree, out, cuts = corpus
+    again = prepare_hkust(tmp_path / "a", audio_dir=tree["audio_dir"], trans_dir=tree["trans_dir"], seed=0,
+                          valid_hours=50 / 3600, dev_hours=30 / 3600)
+    assert _calls(again["valid"]) == _calls(cuts["valid"])
+    for split in ("train", "valid", "dev", "test"):  # byte-identical manifests (paths differ only by out dir)
+        a = manifest_path(out, "supervisions", split).read_bytes()
+        assert a == manifest_path(tmp_path / "a", "supervisions", split).read_bytes()
+    draws = {frozenset(_calls(prepare_hkust(tmp_path / f"s{seed}", corpus_dir=tree["audio_dir"].parent, seed=seed,
+                                            valid_hours=50 / 3600, dev_hours=30 / 3600)["valid"]))
+             for seed in (1, 2, 3)}
+    assert len(draws | {frozenset(_calls(cuts["valid"]))}) > 1
+
+
+def test_segments_become_supervisions_on_their_side(corpus):
+    tree, _, cuts = corpus
+    call = tree["dev"][0]
+    by_id = {c.id: c for c in cuts["test"]}
+    first = by_id[f"{call}-A-000050-000325"]
+    assert (first.start, first.duration, first.channel) == (0.5, 2.75, 0)
+    sup = first.supervisions[0]
+    assert (sup.start, sup.duration, sup.channel, sup.speaker) == (0.0, 2.75, 0, f"{call}-A")
+    assert sup.custom["raw_text"] == LINES[0][3]
+    second = by_id[f"{call}-B-000350-000600"]
+    assert second.channel == 1 and second.supervisions[0].speaker == f"{call}-B"
+    for cut, side in ((first, "A"), (second, "B")):  # the cut reads its own side's channel
+        audio = cut.load_audio()
+        assert audio.shape == (1, int(round(cut.duration * SR)))
+        peak = np.argmax(np.abs(np.fft.rfft(audio[0]))) * SR / audio.shape[1]
+        assert abs(peak - FREQS[side]) < 5, (side, peak)
+    # a call's recording is the two-channel SPHERE file, read in place through a link
+    rec = first.recording
+    assert rec.num_channels == 2 and rec.sampling_rate == SR and rec.duration == CALL_SECONDS
+    assert Path(rec.sources[0].source).resolve() == (tree["audio_dir"] / "hkust_mcts_p1/data/audio/dev" / f"{call}.sph").resolve()
+
+
+def test_transcripts_cleaned_and_normalised(corpus):
+    tree, out, cuts = corpus
+    texts = {c.id.split("-", 1)[1]: c.supervisions[0].text for c in cuts["test"] if c.recording_id == tree["dev"][0]}
+    assert texts["A-000050-000325"] == "喂你好是我用 IPHONE 打了三个电话"
+    assert texts["B-000350-000600"] == "呃 OK 我知道了"
+    assert texts["A-000625-000900"] == "今天是二零零四年三月五日"
+    assert texts["B-000950-001200"] == "嗯对对对"
+    assert texts["A-001250-001500"] == "A B C 是字母吗"
+    assert texts["B-001550-001825"] == "我们去北京吧"
+    norm = json.loads((out / "manifests" / "normalization.json").read_text())
+    marks = norm["markup_removed"]["by_mark"]
+    for mark in ("<noise>…</noise>", "((…))", "(( ))", "{laugh}", "{breath}", "[LAUGHTER]", "%HESITATION",
+                 "%filler", "<foreign>…</foreign>"):
+        assert marks.get(mark, 0) >= 1, mark
+    assert norm["latin_words_kept"]["most_common"]["IPHONE"] >= 1
+
+
+def test_bad_input_skipped_with_reasons(corpus):
+    tree, out, cuts = corpus
+    skipped = json.loads((out / "manifests" / "skipped.json").read_text())
+    counts = skipped["counts"]
+    for _, reason in BAD_LINES:
+        assert counts.get(reason) == 1, (reason, counts)
+    for reason, call in tree["bad"].items():
+        assert counts.get(reason) == 1, (reason, counts)
+        assert any(e["item"] == call for e in skipped["examples"][reason])
+    assert skipped["total"] == sum(counts.values()) == len(BAD_LINES) + len(tree["bad"])
+    kept = {c.id: c for s in cuts.values() for c in s}
+    clipped = kept[f"{tree['good'][0]}-A-002980-003030"]  # 29.8–30.3 s on a 30 s call: clipped to the end
+    assert abs(clipped.end - CALL_SECONDS) < 1e-6
+    assert not any(cid.endswith("001850-002100") and "又一次" in c.supervisions[0].text for cid, c in kept.items())
+    report = json.loads((out / "manifests" / "hkust_report.json").read_text())
+    assert report["notes"]["segments_clipped_to_audio_end"] == 1
+    assert report["notes"]["sample_coding:alaw"] >= 10
+
+
+def test_features_at_8khz_from_one_channel(corpus, tmp_path):
+    from senone.feats import compute_features
+
+    _, _, cuts = corpus
+    few = cuts["test"].subset(first=3)
+    done = compute_features(few, tmp_path, split="test", pitch=True, sampling_rate=SR)
+    assert len(done) == 3
+    feats = done[0].load_features()
+    assert feats.shape == (done[0].num_frames, 16) and np.isfinite(feats).all()
+
+
+def test_shorten_compressed_sphere_names_sph2pipe(tmp_path):
+    tree = build_tree(tmp_path, num_train=2)
+    path = tree["audio_dir"] / "hkust_mcts_p1/data/audio/train" / f"{tree['good'][0]}.sph"
+    header = ("NIST_1A\n   1024\nchannel_count -i 2\nsample_rate -i 8000\nsample_count -i 24000\n"
+              "sample_n_bytes -i 1\nsample_coding -s26 alaw,embedded-shorten-v2.00\nend_head\n")
+    path.write_bytes(header.encode().ljust(1024, b" ") + b"\x00" * 3000)
+    assert read_sphere_header(path).compressed
+    with pytest.raises(SenoneError, match="sph2pipe"):
+        prepare_hkust(tmp_path / "out", corpus_dir=tmp_path, valid_hours=0, dev_hours=1 / 3600)
+
+
+def test_call_in_two_places_and_missing_paths_are_errors(tmp_path):
+    tree = build_tree(tmp_path, num_train=2)
+    src = tree["audio_dir"] / "hkust_mcts_p1/data/audio/train" / f"{tree['good'][0]}.sph"
+    (tree["audio_dir"] / "hkust_mcts_p1/data/audio/dev" / src.name).write_bytes(src.read_bytes())
+    with pytest.raises(SenoneError, match="found twice"):
+        prepare_hkust(tmp_path / "out", corpus_dir=tmp_path)
+    with pytest.raises(SenoneError, match="audio_dir"):
+        prepare_hkust(tmp_path / "out")
+    with pytest.raises(SenoneError, match="not a folder"):
+        prepare_hkust(tmp_path / "out", audio_dir=tmp_path / "nowhere", trans_dir=tmp_path)
+
+
+def test_markup_and_encodings():
+    text, marks = clean_markup("<noise>喂</noise> {cough} ((嗯)) %UM %啊 <noise> [NOISE] ~B")
+    assert text == "喂 嗯 啊 B"
+    assert marks == {"<noise>…</noise>": 1, "{cough}": 1, "((…))": 1, "%UM": 1, "%filler": 1, "<noise>": 1,
+                     "[NOISE]": 1}
+    assert decode_transcript("1.0 2.0 A: 你好\n".encode("gbk")) == ["1.0 2.0 A: 你好", ""]
+    assert decode_transcript("\ufeff1.0 2.0 A: 你好".encode("utf-8")) == ["1.0 2.0 A: 你好"]
+    assert decode_transcript("你好\n".encode("gbk") + b"\xff\xfe\n") == ["你好", None, ""]
+
+
+def test_truncated_audio_keeps_what_is_there(tmp_path):
+    tree = build_tree(tmp_path, num_train=3)
+    path = tree["audio_dir"] / "hkust_mcts_p1/data/audio/train" / f"{tree['good'][1]}.sph"
+    header = read_sphere_header(path)
+    path.write_bytes(path.read_bytes()[: header.header_bytes + 2 * SR * 20])  # 20 of 30 s left, both channels
+    assert read_sphere_header(path).truncated and read_sphere_header(path).num_samples == 20 * SR
+    cuts = prepare_hkust(tmp_path / "out", corpus_dir=tmp_path, valid_hours=0, dev_hours=1 / 3600)
+    kept = [c for s in cuts.values() for c in s if c.recording_id == tree["good"][1]]
+    assert kept and max(c.end for c in kept) <= 20.0 and kept[0].recording.duration == 20.0
+    assert kept[-1].load_audio().shape[1] == int(round(kept[-1].duration * SR))
+    report = json.loads((tmp_path / "out/manifests/hkust_report.json").read_text())
+    skipped = json.loads((tmp_path / "out/manifests/skipped.json").read_text())
+    assert report["notes"]["audio_truncated"] == 1
+    # lines after 20.5 s (20 s + the 0.5 s overshoot Kaldi allows) no longer have audio
+    assert skipped["counts"]["segment_past_audio_end"] == 1 + sum(1 for _, e, _, _ in LINES if e > 20.5)
