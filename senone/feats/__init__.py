@@ -15,6 +15,8 @@ from senone.feats.cmvn import (
     iter_gmm_features,
     load_cmvn_stats,
     load_gmm_features,
+    pool_cmvn_stats,
+    read_features,
     save_cmvn_stats,
     speaker_of,
 )
@@ -43,7 +45,9 @@ __all__ = [
     "load_cmvn_stats",
     "load_gmm_features",
     "num_frames",
+    "pool_cmvn_stats",
     "process_pitch",
+    "read_features",
     "save_cmvn_stats",
     "speaker_of",
     "splice",
