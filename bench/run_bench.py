@@ -101,7 +101,7 @@ def main() -> None:
     }
     systems = [s for s in ("mono", "tri1", "tri2", "tri3") if (exp / s / "history.json").is_file()]
     figures["gmm_wall"] = sum(bench[s]["wall"] for s in systems if s in bench)
-    mono_path = ["prepare", "lang", "lm", "feats_train", "feats_dev", "feats_test", "mono", "graph_mono",
+    mono_path = ["prepare", "lang", "lm", "feats_gmm_train", "feats_gmm_dev", "feats_gmm_test", "mono", "graph_mono",
                  "decode_dev_mono", "decode_test_mono"]
     figures["mono_path_wall"] = sum(bench[k]["wall"] for k in mono_path)
     hours = audio["train"] / 3600
