@@ -87,10 +87,10 @@ def read_features(cut) -> np.ndarray:
     if not cut.has_features:
         raise SenoneError(f"cut {cut.id}: no features attached; give the cuts written by the feats stage "
                           "(data/<recipe>/feats/<kind>/cuts_<split>.jsonl.gz)")
-    path = cut.features.storage_path
     try:
         return cut.load_features()
     except Exception as e:  # kaldi-native-io: RuntimeError; other storages raise their own types
+        path = str(getattr(getattr(cut, "features", None), "storage_path", "(feature storage)"))
         first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
         where = "" if Path(path).is_absolute() else f" (relative to {Path.cwd()})"
         raise SenoneError(f"{path}{where}: cannot read the features of cut {cut.id} ({first[:160]}); "
