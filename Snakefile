@@ -36,8 +36,16 @@ def cuts(split):
 
 
 def conf(*keys):
-    """JSON of the named top-level config sections (rules re-run when these change)."""
-    return json.dumps({k: CFG[k] for k in keys if k in CFG}, ensure_ascii=False, sort_keys=True)
+    """JSON of the named config sections (rules re-run when these change); a dotted key keeps one subsection
+    (``features.gmm``: the GMM rules do not re-run when ``features.nn`` changes)."""
+    out = {}
+    for key in keys:
+        top, _, sub = key.partition(".")
+        if not sub and top in CFG:
+            out[top] = CFG[top]
+        elif sub in CFG.get(top, {}):
+            out.setdefault(top, {})[sub] = CFG[top][sub]
+    return json.dumps(out, ensure_ascii=False, sort_keys=True)
 
 
 # The merged configuration of this run, for traceability (rewritten only when it changes).
@@ -138,20 +146,23 @@ rule lm:
 
 
 rule feats:
+    """Features of one split, {kind} gmm (MFCC + pitch, features.gmm) or nn (log-mel + energy, features.nn)."""
     input:
         cuts=lambda wc: cuts(wc.split),
     output:
-        cuts=f"{FEATS}/cuts_{{split}}.jsonl.gz",
-        cmvn=f"{FEATS}/cmvn_{{split}}.npz",
+        cuts=f"{DATA}/feats/{{kind}}/cuts_{{split}}.jsonl.gz",
+        cmvn=f"{DATA}/feats/{{kind}}/cmvn_{{split}}.npz",
+    wildcard_constraints:
+        kind="gmm|nn",
     params:
-        conf=json.dumps(CFG["features"]["gmm"], sort_keys=True),
+        conf=lambda wc: json.dumps(CFG["features"][wc.kind], sort_keys=True),
     benchmark:
-        f"{EXP}/benchmarks/feats_{{split}}.tsv"
+        f"{EXP}/benchmarks/feats_{{kind}}_{{split}}.tsv"
     log:
-        f"{EXP}/log/feats_{{split}}.log",
+        f"{EXP}/log/feats_{{kind}}_{{split}}.log",
     shell:
-        "{STEP}.compute_feats --conf '{params.conf}' --cuts {input.cuts} --split {wildcards.split} "
-        "--out {FEATS} --log {log}"
+        "{STEP}.compute_feats --kind {wildcards.kind} --conf '{params.conf}' --cuts {input.cuts} "
+        "--split {wildcards.split} --out {DATA}/feats/{wildcards.kind} --log {log}"
 
 
 rule mono:
@@ -165,7 +176,7 @@ rule mono:
         pkl=f"{EXP}/mono/final.pkl",
         ali=f"{EXP}/mono/ali.ark",
     params:
-        conf=conf("lang", "features", "gmm"),
+        conf=conf("lang", "features.gmm", "gmm"),
     threads: workflow.cores
     benchmark:
         f"{EXP}/benchmarks/mono.tsv"
@@ -199,7 +210,7 @@ rule tree_stage:
     wildcard_constraints:
         system="tri[0-9a-z_]+",
     params:
-        conf=conf("lang", "features", "gmm"),
+        conf=conf("lang", "features.gmm", "gmm"),
         step=lambda wc: STAGE_STEP[stage_conf(wc.system)["kind"]],
         prev=lambda wc: stage_conf(wc.system)["prev"],
     threads: workflow.cores
@@ -251,7 +262,7 @@ rule decode_dev:
         cer=f"{EXP}/{{system}}/decode_dev/cer.txt",
         best=f"{EXP}/{{system}}/decode_dev/best_lm_weight.json",
     params:
-        conf=conf("lang", "features", "decode", "language"),
+        conf=conf("lang", "features.gmm", "decode", "language"),
     threads: workflow.cores
     benchmark:
         f"{EXP}/benchmarks/decode_dev_{{system}}.tsv"
@@ -275,7 +286,7 @@ rule decode_test:
         cer=f"{EXP}/{{system}}/decode_test/cer.txt",
         syl=f"{EXP}/{{system}}/decode_test/syllable_er.txt",
     params:
-        conf=conf("lang", "features", "decode", "language"),
+        conf=conf("lang", "features.gmm", "decode", "language"),
     threads: workflow.cores
     benchmark:
         f"{EXP}/benchmarks/decode_test_{{system}}.tsv"

@@ -1,19 +1,21 @@
 #!/usr/bin/env python
-"""Speed of the GMM feature stage (MFCC, pitch, both) in × real time on one core.
+"""Speed of the feature stage (GMM: MFCC, pitch, both; nn: log-mel + energy, + pitch) in × real time on one core.
 
 Synthesises speech-like 16 kHz audio (harmonic "syllables" with gliding F0, noise bursts, pauses,
 a noise floor at about 20 dB SNR) so the benchmark needs no corpus, then times, in one process with
 one torch thread:
 
 * Lhotse's MFCC alone, this project's MFCC (with the log-energy column), pitch alone, both;
-  pitch and both also with all utterances in one call (``compute_pitch_batch``,
+  Lhotse's Fbank alone (30 bands), the network features (30 log-mel bands + log-energy, ``FbankPitch``)
+  with and without pitch; pitch and the "+ pitch" rows also with all utterances in one call (``compute_pitch_batch``,
   ``MfccPitch.extract_many``: one batched Viterbi search, as ``compute_features`` does);
 * on one 60 s signal and on the same audio cut into 5 s utterances (per-cut overhead).
 
 ``--parallel`` also runs ``compute_features`` on 5 s cuts written as WAV files with 1 and 2 jobs
-(wall time, including audio reading and writing Kaldi archives; spawned workers start in seconds).
+(wall time, including audio reading and writing Kaldi archives; spawned workers start in seconds),
+for the features of ``--kind`` (gmm: MFCC + pitch, nn: the network features of ``features.nn``).
 
-Usage: python bench/bench_feats.py [--seconds 60] [--repeat 5] [--parallel]
+Usage: python bench/bench_feats.py [--seconds 60] [--repeat 5] [--parallel [--kind gmm|nn]]
 """
 
 from __future__ import annotations
@@ -69,12 +71,14 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--parallel", action="store_true", help="also time compute_features with 1 and 2 jobs")
+    ap.add_argument("--kind", choices=("gmm", "nn"), default="gmm", help="features that --parallel computes")
     args = ap.parse_args()
 
     import torch
-    from lhotse.features.kaldi.extractors import Mfcc, MfccConfig
+    from lhotse.features.kaldi.extractors import Fbank, FbankConfig, Mfcc, MfccConfig
 
-    from senone.feats.extract import MfccPitch, MfccPitchConfig
+    from senone.feats.extract import FbankPitch, FbankPitchConfig, MfccPitch, MfccPitchConfig
+    from senone.feats.nn import NnFeatureConfig
     from senone.feats.pitch import compute_pitch, compute_pitch_batch
 
     torch.set_num_threads(1)
@@ -84,6 +88,9 @@ def main() -> None:
     lhotse_mfcc = Mfcc(MfccConfig())
     mfcc_only = MfccPitch(MfccPitchConfig(pitch=False))
     both = MfccPitch(MfccPitchConfig(pitch=True))
+    lhotse_fbank = Fbank(FbankConfig(num_filters=30))
+    nn_plain = FbankPitch(FbankPitchConfig(pitch=False))
+    nn_pitch = FbankPitch(FbankPitchConfig(pitch=True))
     def one_by_one(fn):
         return lambda xs: [fn(x) for x in xs]
 
@@ -95,6 +102,9 @@ def main() -> None:
         "pitch, batched": lambda xs: compute_pitch_batch(xs, SR),
         "MFCC + pitch": one_by_one(lambda x: both.extract(x, SR)),
         "MFCC + pitch, batched": lambda xs: both.extract_many(xs, SR),
+        "Fbank 30 (Lhotse, no energy)": one_by_one(lambda x: lhotse_fbank.extract(x, SR)),
+        "nn: log-mel + energy": lambda xs: nn_plain.extract_many(xs, SR),
+        "nn: log-mel + energy + pitch": lambda xs: nn_pitch.extract_many(xs, SR),
     }
     print(f"{args.seconds:.0f} s of speech-like 16 kHz audio, one process, torch threads = 1, best of {args.repeat}")
     print(f"{'':28s} {'one 60 s signal':>22s} {'5 s utterances':>22s}")
@@ -125,11 +135,13 @@ def main() -> None:
                     recs.append(Recording.from_file(path))
             cuts = CutSet.from_manifests(recordings=RecordingSet.from_recordings(recs))
             total = sum(c.duration for c in cuts)
+            config = NnFeatureConfig().extractor_config() if args.kind == "nn" else MfccPitchConfig()
             for nj in (1, 2):
                 t = time.perf_counter()
-                compute_features(cuts, tmp / f"out{nj}", split="bench", pitch=True, num_jobs=nj)
+                compute_features(cuts, tmp / f"out{nj}", split="bench", pitch=config.pitch, num_jobs=nj, config=config)
                 wall = time.perf_counter() - t
-                print(f"compute_features, {len(cuts)} cuts, {total:.0f} s audio, {nj} job(s): {wall:.1f} s wall, {total / wall:.0f}×RT")
+                print(f"compute_features ({args.kind}), {len(cuts)} cuts, {total:.0f} s audio, {nj} job(s): "
+                      f"{wall:.1f} s wall, {total / wall:.0f}×RT")
 
 
 if __name__ == "__main__":

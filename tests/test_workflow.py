@@ -120,3 +120,36 @@ def test_senone_alignments_for_the_networks(tiny_run):
     for utt, ali in tids.items():
         np.testing.assert_array_equal(pdfs[utt], model.tid2pdf()[ali])
         assert pdfs[utt].min() >= 0 and pdfs[utt].max() < model.num_pdfs
+
+
+def test_network_features_share_the_gmm_frames(tiny_run):
+    """feats for kind nn: every cut has the GMM features' frame count, i.e. its alignment's length, and
+    settings of features.nn re-run no GMM stage."""
+    from lhotse import CutSet
+
+    from senone.feats.nn import iter_nn_inputs, load_nn_cmvn
+    from senone.io import read_alignments
+
+    targets = [f"data/synth_zh/feats/nn/cuts_{split}.jsonl.gz" for split in ("train", "dev")]
+    proc = snakemake(tiny_run, *targets, "--configfile", str(tiny_run / "tiny.yaml"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    feats = tiny_run / "data" / "synth_zh" / "feats"
+    nn = {c.id: c.num_frames for c in CutSet.from_file(feats / "nn" / "cuts_train.jsonl.gz")}
+    assert nn == {c.id: c.num_frames for c in CutSet.from_file(feats / "gmm" / "cuts_train.jsonl.gz")}
+    alignments = read_alignments(tiny_run / "exp" / "synth_zh" / "mono" / "ali.ark")
+    assert len(alignments) > 50
+    assert {utt: len(ali) for utt, ali in alignments.items()} == {utt: nn[utt] for utt in alignments}
+    conf = {"cmvn": "global", "norm_vars": True}
+    cwd = os.getcwd()
+    os.chdir(tiny_run)  # storage paths in the cuts are relative to the workflow's directory, as Kaldi's
+    try:
+        stats = load_nn_cmvn(feats / "nn", "dev", conf)
+        dev = list(iter_nn_inputs(feats / "nn" / "cuts_dev.jsonl.gz", stats, conf))
+    finally:
+        os.chdir(cwd)
+    assert dev and all(x.shape[1] == 93 and np.isfinite(x).all() for _, x in dev)
+    proc = snakemake(tiny_run, "decode", "--configfile", str(tiny_run / "tiny.yaml"), "--config",
+                     "features={nn: {cmvn: global, pitch: true}}", "--dry-run")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    jobs = [l for l in (proc.stdout + proc.stderr).splitlines() if l.strip().startswith("rule ")]
+    assert [j for j in jobs if "decode:" not in j] == []

@@ -1,4 +1,4 @@
-"""Acoustic features for the GMM stages: MFCC + Kaldi-style pitch, CMVN, deltas, splicing.
+"""Acoustic features: MFCC + Kaldi-style pitch (GMM stages), log-mel + energy (networks), CMVN, deltas.
 
 ``pitch``/``deltas``/``cmvn`` need only numpy/scipy; ``extract`` (the Lhotse extractor and
 ``compute_features``) imports Lhotse and torch, so its names are loaded on first use.
@@ -15,16 +15,21 @@ from senone.feats.cmvn import (
     iter_gmm_features,
     load_cmvn_stats,
     load_gmm_features,
+    pool_cmvn_stats,
+    read_features,
     save_cmvn_stats,
     speaker_of,
 )
 from senone.feats.deltas import add_deltas, compute_deltas, splice
 from senone.feats.pitch import PitchOptions, compute_pitch, num_frames, process_pitch, track_pitch
 
-_LAZY = {"MfccPitch", "MfccPitchConfig", "compute_features", "frame_log_energy"}
+_LAZY = {"FbankPitch", "FbankPitchConfig", "MfccPitch", "MfccPitchConfig", "compute_features", "extractor_for",
+         "frame_log_energy"}
 
 __all__ = [
     "CmvnStats",
+    "FbankPitch",
+    "FbankPitchConfig",
     "MfccPitch",
     "MfccPitchConfig",
     "PitchOptions",
@@ -34,12 +39,15 @@ __all__ = [
     "compute_deltas",
     "compute_features",
     "compute_pitch",
+    "extractor_for",
     "frame_log_energy",
     "iter_gmm_features",
     "load_cmvn_stats",
     "load_gmm_features",
     "num_frames",
+    "pool_cmvn_stats",
     "process_pitch",
+    "read_features",
     "save_cmvn_stats",
     "speaker_of",
     "splice",

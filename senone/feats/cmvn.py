@@ -57,6 +57,46 @@ def speaker_of(cut) -> str:
     return cut.id
 
 
+def pool_cmvn_stats(stats: dict[str, CmvnStats]) -> CmvnStats:
+    """One set of statistics for all speakers together: global CMVN, as Kaldi nnet1's
+    ``compute-cmvn-stats`` over the whole training set (no ``--spk2utt``)."""
+    if not stats:
+        raise SenoneError("pool_cmvn_stats: no statistics to pool")
+    dims = {len(st.sum) for st in stats.values()}
+    if len(dims) != 1:
+        raise SenoneError(f"pool_cmvn_stats: speakers have different feature dimensions {sorted(dims)}")
+    return CmvnStats(
+        float(sum(st.count for st in stats.values())),
+        np.sum([st.sum for st in stats.values()], axis=0),
+        np.sum([st.sumsq for st in stats.values()], axis=0),
+    )
+
+
+def _rerun_hint(storage_path: str) -> str:
+    """How to recompute the features stored at ``storage_path`` (``.../feats_<split>[/feats-<i>]/...``)."""
+    for folder in Path(storage_path).parents:
+        if folder.name.startswith("feats_"):
+            cuts_file = folder.parent / f"cuts_{folder.name[len('feats_'):]}.jsonl.gz"
+            return f"re-run the feats stage for it (delete {cuts_file} first: the stage skips finished splits)"
+    return "re-run the feats stage that wrote it"
+
+
+def read_features(cut) -> np.ndarray:
+    """The stored feature matrix of ``cut``; a missing or damaged archive is one :class:`SenoneError`
+    naming the file and the stage to re-run (Lhotse/kaldi-native-io raise bare C++ errors)."""
+    if not cut.has_features:
+        raise SenoneError(f"cut {cut.id}: no features attached; give the cuts written by the feats stage "
+                          "(data/<recipe>/feats/<kind>/cuts_<split>.jsonl.gz)")
+    try:
+        return cut.load_features()
+    except Exception as e:  # kaldi-native-io: RuntimeError; other storages raise their own types
+        path = str(getattr(getattr(cut, "features", None), "storage_path", "(feature storage)"))
+        first = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        where = "" if Path(path).is_absolute() else f" (relative to {Path.cwd()})"
+        raise SenoneError(f"{path}{where}: cannot read the features of cut {cut.id} ({first[:160]}); "
+                          f"{_rerun_hint(path)}") from None
+
+
 def feature_stats(feats: np.ndarray) -> CmvnStats:
     """Statistics of one feature matrix (T × D)."""
     x = np.asarray(feats, dtype=np.float64)
@@ -68,9 +108,7 @@ def compute_cmvn_stats(cuts: Iterable, *, speaker: Callable[[object], str] = spe
     sums: dict[str, list] = {}
     n_cuts = 0
     for cut in cuts:
-        if not cut.has_features:
-            raise SenoneError(f"cut {cut.id}: no features attached; compute features (feats stage) first")
-        st = feature_stats(cut.load_features())
+        st = feature_stats(read_features(cut))
         key = speaker(cut)
         acc = sums.get(key)
         if acc is None:
@@ -159,9 +197,7 @@ def load_gmm_features(
 
     The order is Kaldi's (``apply-cmvn ... | add-deltas``): deltas of normalised features.
     """
-    if not cut.has_features:
-        raise SenoneError(f"cut {cut.id}: no features attached; compute features (feats stage) first")
-    feats = apply_cmvn(cut.load_features(), _stats_for(cut, cmvn_stats, speaker), norm_vars=norm_vars)
+    feats = apply_cmvn(read_features(cut), _stats_for(cut, cmvn_stats, speaker), norm_vars=norm_vars)
     if deltas:
         feats = add_deltas(feats, order=delta_order, window=delta_window)
     return np.ascontiguousarray(feats, dtype=np.float32)

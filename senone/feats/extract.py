@@ -1,7 +1,9 @@
-"""MFCC (+ Kaldi-style pitch) extraction into Lhotse feature storage.
+"""MFCC and log-mel (+ Kaldi-style pitch) extraction into Lhotse feature storage.
 
-The extractor :class:`MfccPitch` is a Lhotse ``FeatureExtractor`` and every cut gets Lhotse's
-``Features`` manifest, so every later stage reads features with ``cut.load_features()``.
+Two extractors share one framing, power spectrum, log-energy and pitch path (:class:`SpectralPitch`):
+:class:`MfccPitch` for the GMM stages and :class:`FbankPitch` (log-mel bands + energy) for the
+networks, so both kinds have the same frames. Both are Lhotse ``FeatureExtractor`` s and every cut
+gets Lhotse's ``Features`` manifest, so every later stage reads features with ``cut.load_features()``.
 :func:`compute_features` runs its own loop over the cuts instead of Lhotse's
 ``CutSet.compute_and_store_features``: it featurises the cuts in batches (the pitch tracker's
 Viterbi search runs once per batch: 1.8× faster on 2–3 s cuts) and names each stored matrix by its
@@ -25,7 +27,7 @@ import multiprocessing
 import shutil
 import uuid
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,24 +47,19 @@ KALDI_TWO_BYTE_AUTO = 3
 
 
 @dataclass
-class MfccPitchConfig:
-    """MFCC options (Kaldi's ``compute-mfcc-feats`` names and defaults, except where noted) + pitch.
+class FrameOptions:
+    """What both feature kinds share (Kaldi's option names): framing, pre-emphasis, mel range,
+    log-energy and pitch. One set of values for both keeps their frames identical.
 
-    ``use_energy=True`` is Kaldi's binary default (C0 replaced by the log-energy of the frame,
-    computed before pre-emphasis and windowing). Kaldi's Mandarin recipes set
-    ``--use-energy=false`` in ``conf/mfcc.conf``; with per-speaker mean normalisation the two
-    differ little. ``high_freq=-400`` and ``dither=0`` follow Lhotse (``dither=0`` keeps features
-    deterministic); sample values are in [-1, 1] (Kaldi uses the int16 scale), which only shifts
-    C0/log-energy by a constant that CMVN removes.
+    ``high_freq=-400`` and ``dither=0`` follow Lhotse (``dither=0`` keeps features deterministic);
+    sample values are in [-1, 1] (Kaldi uses the int16 scale), which only shifts the log-energy
+    and log-mel values by a constant that CMVN removes.
     """
 
     frame_shift: float = 0.01
     frame_length: float = 0.025
-    num_ceps: int = 13
-    num_filters: int = 23
     low_freq: float = 20.0
     high_freq: float = -400.0
-    cepstral_lifter: int = 22
     preemph_coeff: float = 0.97
     use_energy: bool = True
     energy_floor: float = 1e-10
@@ -74,9 +71,35 @@ class MfccPitchConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    @staticmethod
-    def from_dict(data: dict[str, Any]) -> "MfccPitchConfig":
-        return MfccPitchConfig(**data)
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        return cls(**data)
+
+
+@dataclass
+class MfccPitchConfig(FrameOptions):
+    """MFCC options (Kaldi's ``compute-mfcc-feats`` names and defaults, except where noted) + pitch.
+
+    ``use_energy=True`` is Kaldi's binary default (C0 replaced by the log-energy of the frame,
+    computed before pre-emphasis and windowing). Kaldi's Mandarin recipes set
+    ``--use-energy=false`` in ``conf/mfcc.conf``; with per-speaker mean normalisation the two
+    differ little.
+    """
+
+    num_ceps: int = 13
+    num_filters: int = 23
+    cepstral_lifter: int = 22
+
+
+@dataclass
+class FbankPitchConfig(FrameOptions):
+    """Log-mel options (Kaldi's ``compute-fbank-feats`` names) + pitch: the network features.
+
+    Defaults are the reference paper's input: 30 bands + the log-energy, no pitch.
+    """
+
+    num_mel_bins: int = 30
+    pitch: bool = False
 
 
 def frame_log_energy(samples: np.ndarray, sampling_rate: int, frame_shift: float, frame_length: float, floor: float) -> np.ndarray:
@@ -113,8 +136,131 @@ def _power_spectrum(spec):
     return spec.real.square() + spec.imag.square()
 
 
+class SpectralPitch(FeatureExtractor):
+    """What the MFCC and log-mel extractors share: Lhotse's Kaldi-compatible framing and power
+    spectrum (torch, one thread, ``|X|²`` without a square root), Kaldi's raw log-energy column
+    (:func:`frame_log_energy`) and the batched pitch tracker, appended as 3 columns.
+
+    Sharing this is what keeps the network features frame-synchronous with the GMM features:
+    every subclass frames with the same ``snip_edges=False`` rule (frame count
+    ``(n + shift // 2) // shift``), so per-frame GMM alignments index the network frames too.
+    A subclass says which Lhotse extractor computes its spectral columns (:meth:`_make_spectral`)
+    and where the log-energy goes (:meth:`_with_energy`).
+    """
+
+    #: what the progress bar calls the features
+    description = "features"
+
+    def __init__(self, config=None):
+        super().__init__(config=config)
+        self._spectral: dict[int, Any] = {}
+
+    def __getstate__(self) -> dict[str, Any]:  # workers rebuild the torch modules themselves
+        return {"config": self.config}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.config = state["config"]
+        self._spectral = {}
+
+    @property
+    def frame_shift(self) -> float:
+        return self.config.frame_shift
+
+    @property
+    def pitch_options(self) -> PitchOptions:
+        c = self.config
+        return PitchOptions(frame_shift=c.frame_shift, frame_length=c.frame_length, min_f0=c.min_f0, max_f0=c.max_f0)
+
+    @property
+    def progress_label(self) -> str:
+        return f"{self.description} + pitch" if self.config.pitch else self.description
+
+    def _make_spectral(self, sampling_rate: int):
+        """Lhotse's extractor for the spectral columns, without its energy option."""
+        raise NotImplementedError
+
+    def _lhotse_options(self, sampling_rate: int) -> dict[str, Any]:
+        """The options of Lhotse's Kaldi-compatible extractors that both kinds set alike."""
+        c = self.config
+        return dict(sampling_rate=sampling_rate, frame_length=c.frame_length, frame_shift=c.frame_shift,
+                    preemph_coeff=c.preemph_coeff, dither=c.dither, energy_floor=c.energy_floor,
+                    use_energy=False, low_freq=c.low_freq, high_freq=c.high_freq)
+
+    def _with_energy(self, spectral: np.ndarray, log_energy: np.ndarray) -> np.ndarray:
+        """The spectral columns with the log-energy column put in its place."""
+        raise NotImplementedError
+
+    def _spectral_extractor(self, sampling_rate: int):
+        if sampling_rate not in self._spectral:
+            from lhotse.features.kaldi import layers
+
+            extractor = self._make_spectral(sampling_rate)
+            module = extractor.extractor
+            if getattr(module, "_to_spec", None) is layers._pow_spectrogram:
+                module._to_spec = _power_spectrum  # same values, see _power_spectrum
+            self._spectral[sampling_rate] = extractor
+        return self._spectral[sampling_rate]
+
+    def _spectral_single_thread(self, samples: np.ndarray, sampling_rate: int) -> np.ndarray:
+        # One utterance is too small a job for torch's thread pool, and when the cores are busy
+        # (parallel jobs, other processes) OpenMP's waiting made Lhotse's MFCC 50-100× slower here.
+        import torch
+
+        threads = torch.get_num_threads()
+        if threads != 1:
+            torch.set_num_threads(1)
+        try:
+            return self._spectral_extractor(sampling_rate).extract(samples, sampling_rate)
+        finally:
+            if threads != 1:
+                torch.set_num_threads(threads)
+
+    def check_samples(self, samples: np.ndarray, sampling_rate: int) -> np.ndarray:
+        """The mono float32 signal of ``samples`` (1-D or 1 × N); :class:`SenoneError` if unusable."""
+        name = type(self).__name__
+        samples = np.asarray(samples, dtype=np.float32)
+        if samples.ndim == 2:
+            if samples.shape[0] != 1:
+                raise SenoneError(f"{name}: expected mono audio, got {samples.shape[0]} channels")
+            samples = samples[0]
+        if len(samples) < int(round(self.config.frame_length * sampling_rate)):
+            # (Lhotse's mirror padding also fails below about half a window)
+            raise SenoneError(f"{name}: audio shorter than one {self.config.frame_length * 1000:.0f} ms frame ({len(samples)} samples)")
+        if not np.all(np.isfinite(samples)):
+            raise SenoneError(f"{name}: audio contains NaN or infinite samples")
+        return samples
+
+    def extract(self, samples: np.ndarray, sampling_rate: int) -> np.ndarray:
+        return self.extract_many([samples], sampling_rate)[0]
+
+    def extract_many(self, signals: list[np.ndarray], sampling_rate: int) -> list[np.ndarray]:
+        """:meth:`extract` for several utterances: the same features, less time per utterance.
+
+        The pitch tracker's Viterbi search runs once for the whole list (see
+        :func:`senone.feats.pitch.track_pitch_batch`); the spectral columns are computed one by one.
+        """
+        signals = [self.check_samples(x, sampling_rate) for x in signals]
+        c = self.config
+        out = []
+        for samples in signals:
+            feats = np.asarray(self._spectral_single_thread(samples, sampling_rate), dtype=np.float32)
+            if c.use_energy:
+                log_e = frame_log_energy(samples, sampling_rate, c.frame_shift, c.frame_length, c.energy_floor)
+                feats = self._with_energy(feats, log_e)
+            out.append(feats)
+        if not c.pitch:
+            return out
+        pitches = compute_pitch_batch(signals, sampling_rate, self.pitch_options)
+        for i, (feats, pitch) in enumerate(zip(out, pitches)):
+            if len(pitch) != len(feats):  # cannot happen unless Lhotse changes its framing
+                raise SenoneError(f"{type(self).__name__}: {len(feats)} spectral frames but {len(pitch)} pitch "
+                                  "frames; framing mismatch")
+            out[i] = np.concatenate([feats, pitch], axis=1)
+        return out
+
+
 @register_extractor
-class MfccPitch(FeatureExtractor):
+class MfccPitch(SpectralPitch):
     """13 MFCCs (C0 = log-energy by default) followed by 3 Kaldi pitch features: T × 16 (or T × 13).
 
     Column order as Kaldi's ``paste-feats`` of MFCC and processed pitch:
@@ -127,111 +273,67 @@ class MfccPitch(FeatureExtractor):
 
     name = "senone-mfcc-pitch"
     config_type = MfccPitchConfig
-
-    def __init__(self, config: MfccPitchConfig | None = None):
-        super().__init__(config=config)
-        self._mfcc: dict[int, Any] = {}
-
-    def __getstate__(self) -> dict[str, Any]:  # workers rebuild the torch modules themselves
-        return {"config": self.config}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.config = state["config"]
-        self._mfcc = {}
-
-    @property
-    def frame_shift(self) -> float:
-        return self.config.frame_shift
+    description = "MFCC"
 
     def feature_dim(self, sampling_rate: int) -> int:
         return self.config.num_ceps + (3 if self.config.pitch else 0)
 
-    @property
-    def pitch_options(self) -> PitchOptions:
+    def _make_spectral(self, sampling_rate: int):
+        from lhotse.features.kaldi.extractors import Mfcc, MfccConfig
+
         c = self.config
-        return PitchOptions(frame_shift=c.frame_shift, frame_length=c.frame_length, min_f0=c.min_f0, max_f0=c.max_f0)
+        return Mfcc(MfccConfig(**self._lhotse_options(sampling_rate), num_filters=c.num_filters, num_ceps=c.num_ceps,
+                               cepstral_lifter=c.cepstral_lifter))
 
-    def _mfcc_extractor(self, sampling_rate: int):
-        if sampling_rate not in self._mfcc:
-            from lhotse.features.kaldi.extractors import Mfcc, MfccConfig
+    def _with_energy(self, spectral: np.ndarray, log_energy: np.ndarray) -> np.ndarray:
+        spectral[:, 0] = log_energy  # Kaldi's --use-energy: C0 replaced by the log-energy
+        return spectral
 
-            c = self.config
-            self._mfcc[sampling_rate] = Mfcc(
-                MfccConfig(
-                    sampling_rate=sampling_rate,
-                    frame_length=c.frame_length,
-                    frame_shift=c.frame_shift,
-                    preemph_coeff=c.preemph_coeff,
-                    dither=c.dither,
-                    energy_floor=c.energy_floor,
-                    use_energy=False,
-                    low_freq=c.low_freq,
-                    high_freq=c.high_freq,
-                    num_filters=c.num_filters,
-                    num_ceps=c.num_ceps,
-                    cepstral_lifter=c.cepstral_lifter,
-                )
-            )
-            from lhotse.features.kaldi import layers
 
-            module = self._mfcc[sampling_rate].extractor
-            if getattr(module, "_to_spec", None) is layers._pow_spectrogram:
-                module._to_spec = _power_spectrum  # same values, see _power_spectrum
-        return self._mfcc[sampling_rate]
+@register_extractor
+class FbankPitch(SpectralPitch):
+    """Log-mel filterbank energies (+ log-energy) (+ 3 Kaldi pitch features): the network input.
 
-    def _mfcc_single_thread(self, samples: np.ndarray, sampling_rate: int) -> np.ndarray:
-        # One utterance is too small a job for torch's thread pool, and when the cores are busy
-        # (parallel jobs, other processes) OpenMP's waiting made Lhotse's MFCC 50-100× slower here.
-        import torch
+    Columns: ``[log-energy, mel band 1 .. mel band N, POV feature, normalised log-pitch, delta
+    log-pitch]`` — T × (N + 1 + 3) with the defaults of ``features.nn`` and pitch, T × 31 without.
 
-        threads = torch.get_num_threads()
-        if threads != 1:
-            torch.set_num_threads(1)
-        try:
-            return self._mfcc_extractor(sampling_rate).extract(samples, sampling_rate)
-        finally:
-            if threads != 1:
-                torch.set_num_threads(threads)
+    **Energy first**, as Kaldi's ``compute-fbank-feats --use-energy`` (and Lhotse's ``Fbank``)
+    put it: the column is then exactly the GMM features' C0 (the same :func:`frame_log_energy`),
+    and the 30 mel bands stay contiguous in ascending frequency after it, so a convolution over
+    frequency sees the energy as one more edge band, next to the lowest mel band.
 
-    def check_samples(self, samples: np.ndarray, sampling_rate: int) -> np.ndarray:
-        """The mono float32 signal of ``samples`` (1-D or 1 × N); :class:`SenoneError` if unusable."""
-        samples = np.asarray(samples, dtype=np.float32)
-        if samples.ndim == 2:
-            if samples.shape[0] != 1:
-                raise SenoneError(f"MfccPitch: expected mono audio, got {samples.shape[0]} channels")
-            samples = samples[0]
-        if len(samples) < int(round(self.config.frame_length * sampling_rate)):
-            # (Lhotse's mirror padding also fails below about half a window)
-            raise SenoneError(f"MfccPitch: audio shorter than one {self.config.frame_length * 1000:.0f} ms frame ({len(samples)} samples)")
-        if not np.all(np.isfinite(samples)):
-            raise SenoneError("MfccPitch: audio contains NaN or infinite samples")
-        return samples
+    The mel bands are Lhotse's ``Wav2LogFilterBank`` (Kaldi's mel banks, povey window,
+    pre-emphasis 0.97, ``log(max(mel energy, float eps))``), with this project's power spectrum.
+    """
 
-    def extract(self, samples: np.ndarray, sampling_rate: int) -> np.ndarray:
-        return self.extract_many([samples], sampling_rate)[0]
+    name = "senone-fbank-pitch"
+    config_type = FbankPitchConfig
+    description = "log-mel"
 
-    def extract_many(self, signals: list[np.ndarray], sampling_rate: int) -> list[np.ndarray]:
-        """:meth:`extract` for several utterances: the same features, less time per utterance.
-
-        The pitch tracker's Viterbi search runs once for the whole list (see
-        :func:`senone.feats.pitch.track_pitch_batch`); the MFCCs are computed one by one.
-        """
-        signals = [self.check_samples(x, sampling_rate) for x in signals]
+    def feature_dim(self, sampling_rate: int) -> int:
         c = self.config
-        out = []
-        for samples in signals:
-            mfcc = np.asarray(self._mfcc_single_thread(samples, sampling_rate), dtype=np.float32)
-            if c.use_energy:
-                mfcc[:, 0] = frame_log_energy(samples, sampling_rate, c.frame_shift, c.frame_length, c.energy_floor)
-            out.append(mfcc)
-        if not c.pitch:
-            return out
-        pitches = compute_pitch_batch(signals, sampling_rate, self.pitch_options)
-        for i, (mfcc, pitch) in enumerate(zip(out, pitches)):
-            if len(pitch) != len(mfcc):  # cannot happen unless Lhotse changes its framing
-                raise SenoneError(f"MfccPitch: {len(mfcc)} MFCC frames but {len(pitch)} pitch frames; framing mismatch")
-            out[i] = np.concatenate([mfcc, pitch], axis=1)
-        return out
+        return c.num_mel_bins + (1 if c.use_energy else 0) + (3 if c.pitch else 0)
+
+    def _make_spectral(self, sampling_rate: int):
+        from lhotse.features.kaldi.extractors import Fbank, FbankConfig
+
+        return Fbank(FbankConfig(**self._lhotse_options(sampling_rate), num_filters=self.config.num_mel_bins))
+
+    def _with_energy(self, spectral: np.ndarray, log_energy: np.ndarray) -> np.ndarray:
+        return np.concatenate([log_energy[:, None], spectral], axis=1)
+
+
+#: Extractor class for each configuration type (``compute_features`` picks by the config it gets).
+EXTRACTORS: dict[type, type[SpectralPitch]] = {MfccPitchConfig: MfccPitch, FbankPitchConfig: FbankPitch}
+
+
+def extractor_for(config: "MfccPitchConfig | FbankPitchConfig") -> SpectralPitch:
+    """The extractor of a configuration: :class:`MfccPitch` or :class:`FbankPitch`."""
+    try:
+        return EXTRACTORS[type(config)](config)
+    except KeyError:
+        raise SenoneError(f"no feature extractor for a {type(config).__name__}; expected one of "
+                          f"{', '.join(t.__name__ for t in EXTRACTORS)}") from None
 
 
 class KaldiTwoByteWriter(KaldiWriter):
@@ -264,7 +366,7 @@ def _audio_problem(cut, sampling_rate: int | None, min_duration: float) -> str |
     return None
 
 
-def _load_checked(extractor: MfccPitch, cut) -> tuple[np.ndarray | None, str | None]:
+def _load_checked(extractor: SpectralPitch, cut) -> tuple[np.ndarray | None, str | None]:
     """One cut's mono samples, checked: (samples, None), or (None, reason) for unusable audio."""
     try:
         samples = cut.load_audio()
@@ -284,12 +386,14 @@ def compute_features(
     split: str,
     pitch: bool,
     num_jobs: int = 1,
-    config: MfccPitchConfig | None = None,
+    config: MfccPitchConfig | FbankPitchConfig | None = None,
     sampling_rate: int | None = None,
     min_duration: float = 0.025,
 ) -> CutSet:
-    """Extract MFCC(+pitch) for ``cuts`` and write ``out_dir/cuts_<split>.jsonl.gz`` (atomically).
+    """Extract features for ``cuts`` and write ``out_dir/cuts_<split>.jsonl.gz`` (atomically).
 
+    The kind of features follows ``config``: MFCC(+pitch) for a :class:`MfccPitchConfig` (the
+    default), log-mel(+pitch) for a :class:`FbankPitchConfig`; ``pitch`` overrides the config's.
     Features go to ``out_dir/feats_<split>/`` (Kaldi ark/scp, one archive per job). Resumable: when
     the cuts file already exists it is loaded and returned without recomputing; a run killed half
     way leaves no cuts file, and its partial feature folder is removed on the next run.
@@ -313,8 +417,8 @@ def compute_features(
     if config is None:
         config = MfccPitchConfig(pitch=pitch)
     elif config.pitch != pitch:
-        config = MfccPitchConfig(**{**config.to_dict(), "pitch": pitch})
-    extractor = MfccPitch(config)
+        config = replace(config, pitch=pitch)
+    extractor = extractor_for(config)
 
     skipped: list[tuple[str, str]] = []
     good_ids = []
@@ -356,7 +460,7 @@ def compute_features(
 
 
 def _compute_and_store(
-    cuts: CutSet, extractor: MfccPitch, storage: Path, num_jobs: int, executor
+    cuts: CutSet, extractor: SpectralPitch, storage: Path, num_jobs: int, executor
 ) -> tuple[CutSet, list[tuple[str, str]]]:
     """Features for ``cuts`` into ``storage``: (cuts with features in input order, [(cut id, reason)]).
 
@@ -364,11 +468,11 @@ def _compute_and_store(
     one archive ``storage/feats-<i>/feats.ark`` each (Lhotse's layout for parallel jobs).
     """
     if num_jobs <= 1 or executor is None:
-        done, skipped = _featurise(list(cuts), extractor.config, storage, progress=True)
+        done, skipped = _featurise(list(cuts), extractor, storage, progress=True)
     else:
         shares = [s for s in cuts.split(num_jobs) if len(s)]
         futures = [
-            executor.submit(_featurise, list(share), extractor.config, storage / f"feats-{i}", False)
+            executor.submit(_featurise, list(share), extractor, storage / f"feats-{i}", False)
             for i, share in enumerate(shares)
         ]
         done, skipped = [], []
@@ -385,7 +489,7 @@ BATCH_SAMPLES = 2 * 60 * 16000
 
 
 def _featurise(
-    cuts: list, config: MfccPitchConfig, storage: Path, progress: bool, batch_samples: int = BATCH_SAMPLES
+    cuts: list, extractor: SpectralPitch, storage: Path, progress: bool, batch_samples: int = BATCH_SAMPLES
 ) -> tuple[list, list[tuple[str, str]]]:
     """Featurise ``cuts`` in batches into one Kaldi archive in ``storage``; (done cuts, skips).
 
@@ -402,10 +506,9 @@ def _featurise(
 
     import torch
 
-    extractor = MfccPitch(config)
     done, skipped = [], []
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # see MfccPitch._mfcc_single_thread
+    torch.set_num_threads(1)  # see SpectralPitch._spectral_single_thread
     try:
         with KaldiTwoByteWriter(storage) as writer:
 
@@ -434,7 +537,7 @@ def _featurise(
 
             batch: list = []
             size = 0
-            for cut in tqdm(cuts, desc="MFCC + pitch" if config.pitch else "MFCC", unit="cut", disable=not progress):
+            for cut in tqdm(cuts, desc=extractor.progress_label, unit="cut", disable=not progress):
                 samples, problem = _load_checked(extractor, cut)
                 if problem is not None:
                     skipped.append((cut.id, problem))
