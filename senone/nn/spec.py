@@ -72,37 +72,37 @@ class PoolingSpec:
 
 
 @dataclass(frozen=True)
-class CLstmSpec:
-    """Convolutional LSTM: one LSTM(P) with weights shared across frequency patches, run along time."""
+class _LstmWidths:
+    """Cells and optional projection of an LSTM(P), as ``<name><cells>[P<proj>]``."""
 
     cells: int
     proj: int | None = None
-    patch_layer = True
-    recurrent = True
+    name = ""
 
-    def scaled(self, s: float) -> "CLstmSpec":
+    def scaled(self, s: float):
         return replace(self, cells=scale_width(self.cells, s),
                        proj=None if self.proj is None else scale_width(self.proj, s))
 
     def __str__(self) -> str:
-        return f"CLstm{self.cells}" + ("" if self.proj is None else f"P{self.proj}")
+        return f"{self.name}{self.cells}" + ("" if self.proj is None else f"P{self.proj}")
 
 
 @dataclass(frozen=True)
-class LstmSpec:
-    """LSTM with peepholes (eqs. 3-8), optionally with a linear recurrent projection (LSTMP)."""
+class CLstmSpec(_LstmWidths):
+    """Convolutional LSTM: one LSTM(P) with weights shared across frequency patches, run along time."""
 
-    cells: int
-    proj: int | None = None
-    patch_layer = False
+    name = "CLstm"
+    patch_layer = True
     recurrent = True
 
-    def scaled(self, s: float) -> "LstmSpec":
-        return replace(self, cells=scale_width(self.cells, s),
-                       proj=None if self.proj is None else scale_width(self.proj, s))
 
-    def __str__(self) -> str:
-        return f"Lstm{self.cells}" + ("" if self.proj is None else f"P{self.proj}")
+@dataclass(frozen=True)
+class LstmSpec(_LstmWidths):
+    """LSTM with peepholes (eqs. 3-8), optionally with a linear recurrent projection (LSTMP)."""
+
+    name = "Lstm"
+    patch_layer = False
+    recurrent = True
 
 
 @dataclass(frozen=True)
