@@ -351,3 +351,23 @@ def test_width_scale():
     assert count_params("4xReLU2000", PAPER_LAYOUT, 5529, 0.5) == 1023 * 1000 + 1000 + 3 * 1001000 + 1000 * 5529 + 5529
     with pytest.raises(SenoneError, match="width_scale must be > 0"):
         count_params("4xReLU2000", PAPER_LAYOUT, 5529, 0)
+
+
+def test_nn_params_cli():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    run = lambda *a: subprocess.run([sys.executable, "-m", "steps.nn_params", *a], cwd=root,  # noqa: E731
+                                    capture_output=True, text=True)
+    out = run("Lstm2000P750", "--detail", "--paper")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "Lstm2000P750\t12410279\t12.41M" and "93 -> 750" in lines[1]
+    table = lines[lines.index("row\tspec\tours\tpaper\trel_diff") + 1:]
+    assert len(table) == len(ROWS)
+    assert table[0].split("\t") == ["T1.1", "4xReLU2000", "25.12M", "25.1M", "+0.1%"]
+    bad = run("4xReLU")
+    assert bad.returncode == 2 and "bad network spec '4xReLU' at character 7" in bad.stderr
+    assert "Traceback" not in bad.stderr
