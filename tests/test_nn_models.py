@@ -237,7 +237,7 @@ def reference_lstm(x, w_x, w_h, b, w_ci, w_cf, w_co, w_p):
 
 
 @pytest.mark.parametrize("proj", [None, 3])
-@pytest.mark.parametrize("impl", ["jit", "loop"])
+@pytest.mark.parametrize("impl", ["bptt", "jit", "loop"])
 def test_lstm_equals_equations_3_to_8(proj, impl, monkeypatch):
     monkeypatch.setattr(lstm_mod, "SCAN_IMPL", impl)
     torch.manual_seed(3)
@@ -254,6 +254,25 @@ def test_lstm_equals_equations_3_to_8(proj, impl, monkeypatch):
     # the peepholes do change the result (the check above is not blind to them)
     no_peep = reference_lstm(x[0].numpy(), p["w_x"], p["w_h"], p["bias"], *np.zeros_like(p["peep"]), p.get("w_p"))
     assert np.abs(no_peep - y[0]).max() > 1e-3
+
+
+@pytest.mark.parametrize("proj", [None, 3])
+def test_hand_written_bptt_equals_autograd(proj):
+    torch.manual_seed(1)
+    cells, rec = 6, proj or 6
+    args = [torch.randn(5, 4, 4 * cells, dtype=torch.float64, requires_grad=True),
+            torch.randn(4 * cells, rec, dtype=torch.float64, requires_grad=True),
+            torch.randn(3, cells, dtype=torch.float64, requires_grad=True),
+            torch.randn(rec, cells, dtype=torch.float64, requires_grad=True) if proj else None]
+    assert torch.autograd.gradcheck(lstm_mod.lstm_scan_bptt, args)
+    present = [a for a in args if a is not None]
+    grad_out = torch.randn(5, 4, rec, dtype=torch.float64)
+    ours = torch.autograd.grad(lstm_mod.lstm_scan_bptt(*args), present, grad_out)
+    ref = torch.autograd.grad(lstm_mod.lstm_scan(*args), present, grad_out)
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    with torch.no_grad():  # inference path (keeps no states) gives the same outputs
+        torch.testing.assert_close(lstm_mod.lstm_scan_bptt(*args), lstm_mod.lstm_scan(*args), rtol=0, atol=0)
 
 
 def test_lstm_initialisation():
