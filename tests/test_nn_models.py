@@ -390,3 +390,16 @@ def test_nn_params_cli():
     bad = run("4xReLU")
     assert bad.returncode == 2 and "bad network spec '4xReLU' at character 7" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_config_rebuilds_the_network(tmp_path):
+    import json
+
+    torch.manual_seed(0)
+    model = build_model("CLstm8P4+Pooling+ReLU16", InputLayout(31, 3, 3), 9, width_scale=0.5)
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+    config = json.loads(json.dumps(model.config))
+    again = build_model(**config)
+    again.load_state_dict(torch.load(tmp_path / "model.pt"))
+    x = torch.randn(2, 6, 96)
+    assert torch.equal(model(x), again(x)) and again.spec == model.spec and again.width_scale == 0.5

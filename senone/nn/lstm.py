@@ -61,8 +61,6 @@ def lstm_scan(gx: torch.Tensor, w_h: torch.Tensor, peep: torch.Tensor, w_p: Opti
     return torch.stack(outputs, 0)
 
 
-
-
 def _bptt_forward(gx: torch.Tensor, w_h: torch.Tensor, peep: torch.Tensor, w_p: Optional[torch.Tensor],
                   save: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The recurrence of :func:`lstm_scan`, keeping what backpropagation needs.
@@ -171,7 +169,8 @@ class _BpttScan(torch.autograd.Function):
         return d_gx, d_w_h, d_peep, d_w_p
 
 
-def lstm_scan_bptt(gx: torch.Tensor, w_h: torch.Tensor, peep: torch.Tensor, w_p: Optional[torch.Tensor]) -> torch.Tensor:
+def lstm_scan_bptt(gx: torch.Tensor, w_h: torch.Tensor, peep: torch.Tensor,
+                   w_p: Optional[torch.Tensor]) -> torch.Tensor:
     """Same result as :func:`lstm_scan`; forward and backward are TorchScript loops, the backward
     written by hand (no autograd graph of T × ~15 small operations)."""
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (gx, w_h, peep, w_p)):

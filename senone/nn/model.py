@@ -33,6 +33,7 @@ CPU-sized versions of the paper's models with the same shape; patch geometry and
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -88,7 +89,9 @@ class LayerPlan:
         if self.positions is None:
             return f"{name}: {self.input_dim} -> {self.output_dim}, {self.num_params:,} params"
         p_in, p_out = self.positions
-        patch = f"patches of {self.patch_width} × {self.input_dim // self.patch_width} values -> " if self.patch_width else ""
+        patch = ""
+        if self.patch_width:
+            patch = f"patches of {self.patch_width} × {self.input_dim // self.patch_width} values -> "
         return (f"{name}: {p_in} -> {p_out} positions, {patch}{self.output_dim} per position, "
                 f"{self.num_params:,} params")
 
@@ -221,6 +224,13 @@ class AcousticModel(nn.Module):
         out = plan.layers[-1]
         self.output = init_linear(nn.Linear(out.input_dim, out.output_dim), relu=False)
 
+    @property
+    def config(self) -> dict:
+        """What rebuilds this network (JSON-able; store it next to the state_dict):
+        ``build_model(**config)``."""
+        return {"spec": self.spec, "layout": dataclasses.asdict(self.layout), "num_pdfs": self.num_pdfs,
+                "width_scale": self.width_scale}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         layout = self.layout
         if x.dim() != 3 or x.size(-1) != layout.feat_dim:
@@ -253,9 +263,12 @@ class AcousticModel(nn.Module):
         return self.output(h)
 
 
-def build_model(spec: str, layout: InputLayout, num_pdfs: int, width_scale: float = 1.0) -> AcousticModel:
+def build_model(spec: str, layout: InputLayout | dict, num_pdfs: int, width_scale: float = 1.0) -> AcousticModel:
     """The network ``spec`` (the paper's notation) for input ``layout`` and ``num_pdfs`` senones,
-    initialised from torch's global generator (seed it for a reproducible network)."""
+    initialised from torch's global generator (seed it for a reproducible network).
+    ``layout`` may be a dict (as in :attr:`AcousticModel.config`)."""
+    if isinstance(layout, dict):
+        layout = InputLayout(**layout)
     return AcousticModel(plan_model(spec, layout, num_pdfs, width_scale))
 
 
