@@ -4,7 +4,8 @@
 mapping feature frames ``(B, T + left + right, F)`` to pre-softmax senone scores ``(B, T, num_pdfs)``.
 One data path serves every family: an FFNN (no recurrent layer) splices ±5 frames inside the model
 (a valid convolution over time, so it eats 5 frames of context on either side), recurrent models see
-one frame at a time and eat none.
+one frame at a time and eat none. The caller supplies that context (neighbouring frames of the chunk,
+or, at utterance edges, e.g. the first/last frame repeated).
 
 Geometry, derived from the paper's #Params column (every row of Tables 1-5 within 3% of the paper,
 see ``senone/nn/paper.py`` and ``steps/nn_params.py --paper``):
