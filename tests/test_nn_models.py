@@ -358,6 +358,10 @@ def test_same_seed_same_network_and_outputs():
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
     assert torch.equal(nets[0](x), nets[1](x))
+    assert torch.equal(nets[0](x), nets[0](x))  # no state carried from one call to the next
+    for net in nets[:2]:  # training steps are reproducible too (the hand-written BPTT included)
+        net(x).square().mean().backward()
+    assert all(torch.equal(p.grad, q.grad) for p, q in zip(nets[0].parameters(), nets[1].parameters()))
 
 
 def test_width_scale():
