@@ -43,8 +43,24 @@ def available_recipes(root: Path = PROJECT_ROOT) -> list[str]:
     return sorted(p.stem for p in (root / "recipes").glob("*.yaml"))
 
 
+#: Top-level override keys that are shortcuts for a key of a section: ``--config corpus_dir=PATH``
+#: reads better on a command line than ``--config 'corpus={corpus_dir: PATH}'``.
+SHORTCUTS = {"corpus_dir": ("corpus", "corpus_dir")}
+
+
+def _expand_shortcuts(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(overrides)
+    for key, (section_name, name) in SHORTCUTS.items():
+        if key in out:
+            out = deep_merge(out, {section_name: {name: out.pop(key)}})
+    return out
+
+
 def load_config(recipe: str, overrides: Mapping[str, Any] | None = None, root: Path = PROJECT_ROOT) -> dict[str, Any]:
-    """Merge ``conf/*.yaml`` (sorted by name), ``recipes/<recipe>.yaml`` and ``overrides``."""
+    """Merge ``conf/*.yaml`` (sorted by name), ``recipes/<recipe>.yaml`` and ``overrides``.
+
+    ``overrides`` may use the :data:`SHORTCUTS` (``corpus_dir`` → ``corpus.corpus_dir``).
+    """
     root = Path(root)
     recipe_path = root / "recipes" / f"{recipe}.yaml"
     if not recipe_path.is_file():
@@ -55,7 +71,7 @@ def load_config(recipe: str, overrides: Mapping[str, Any] | None = None, root: P
         cfg = deep_merge(cfg, _read_yaml(path))
     cfg = deep_merge(cfg, _read_yaml(recipe_path))
     if overrides:
-        cfg = deep_merge(cfg, overrides)
+        cfg = deep_merge(cfg, _expand_shortcuts(overrides))
     cfg["recipe"] = recipe
     return cfg
 

@@ -21,11 +21,15 @@ def main(args) -> None:
     conf = parse_conf(args.conf)
     cuts = CutSet.from_file(require_file(args.cuts, "prepare"))
     out = Path(args.out)
-    cfg = MfccPitchConfig(num_ceps=conf.get("num_ceps", 13), pitch=conf.get("pitch", True))
+    # mel options a recipe may set (e.g. for 8 kHz telephone/FSDD audio); the rest keep Kaldi's defaults
+    mel = {k: conf[k] for k in ("num_filters", "low_freq", "high_freq") if k in conf}
+    cfg = MfccPitchConfig(num_ceps=conf.get("num_ceps", 13), pitch=conf.get("pitch", True), **mel)
+    # the recipe's sampling rate (features.gmm.sampling_rate): cuts at another rate are skipped and listed
+    sampling_rate = conf.get("sampling_rate", args.sampling_rate)
     done_before = (out / f"cuts_{args.split}.jsonl.gz").is_file()
     wall, cpu = time.perf_counter(), time.process_time()
     with_feats = compute_features(cuts, out, split=args.split, pitch=cfg.pitch, num_jobs=args.threads, config=cfg,
-                                  sampling_rate=args.sampling_rate)
+                                  sampling_rate=sampling_rate)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     if not done_before:
         audio = sum(c.duration for c in with_feats)
@@ -45,5 +49,5 @@ if __name__ == "__main__":
     p.add_argument("--cuts", required=True)
     p.add_argument("--split", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--sampling-rate", type=int, default=16000)
+    p.add_argument("--sampling-rate", type=int, default=16000, help="used when the conf has no sampling_rate")
     run(main, p)
