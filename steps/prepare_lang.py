@@ -54,8 +54,6 @@ def main(args) -> None:
     unit = lconf["unit"]
     if unit not in ("char", "word"):
         raise SenoneError(f"lang.unit must be 'char' or 'word', got {unit!r}")
-    if language == "en" and unit != "word":
-        raise SenoneError("lang.unit: char splits Chinese characters; an English recipe needs lang.unit: word")
     transcripts = load_transcripts(args.train_cuts)
     units = transcript_units(transcripts, unit)
     extra = read_extra_text(conf.get("lm", {}).get("extra_text", []) or [], unit)

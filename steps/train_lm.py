@@ -35,7 +35,8 @@ def main(args) -> None:
         words = [w for w in lang.words if w not in special and not w.startswith("#")]
         stats = write_word_loop_arpa(words, out / "lm.arpa", stop_prob=lconf.get("stop_prob"))
         order = 1
-    elif grammar is None:
+    elif grammar in (None, "ngram", "null"):  # "null": what `--config 'lm={grammar: null}'` arrives as
+        grammar = None
         train = transcript_units(load_transcripts(args.train_cuts), unit)
         # words without a pronunciation are not in words.txt: the LM sees them as <UNK>, as the decoder will
         train_tokens = [replace_oov(toks, lang.words, lang.oov_word)[0] for toks in train.values()]
@@ -44,7 +45,7 @@ def main(args) -> None:
         order = lconf["order"]
         stats = train_arpa(train_tokens, out / "lm.arpa", order=order, extra_tokens=extra_tokens)
     else:
-        raise SenoneError(f"lm.grammar: {grammar!r} is not known; use word_loop, or null for an n-gram LM")
+        raise SenoneError(f"lm.grammar: {grammar!r} is not known; use word_loop, or ngram (null) for an n-gram LM")
     dev = list(transcript_units(load_transcripts(args.dev_cuts), unit).values())
     report = evaluate_word_loop(stats, words, dev) if grammar else evaluate(out / "lm.arpa", dev)
     arpa_to_g(out / "lm.arpa", lang.words_path, out / "G.fst")

@@ -96,12 +96,14 @@ def prepare_fsdd(
     speaker_info = read_speaker_table(root / "speakers.tsv")
 
     utts: list[Utterance] = []
+    named: set[str] = set()  # every speaker with a well-named file, usable or not: the split is over these
     for path in files:
         m = _FILE_NAME.fullmatch(path.name)
         if m is None:
             report.add(path.name, "unparsable_file_name", "expected {digit}_{speaker}_{take}.wav")
             continue
         speaker, digit, take = m.group("speaker"), int(m.group("digit")), int(m.group("take"))
+        named.add(speaker)
         utt_id = f"{speaker}-{digit}-{take:02d}"  # speaker first: Kaldi's sorting convention
         audio = probe_audio(path, sampling_rate, report, utt_id)
         if audio is None:
@@ -109,11 +111,7 @@ def prepare_fsdd(
         utts.append(Utterance(id=utt_id, speaker=speaker, text=DIGIT_WORDS[digit], audio=audio,
                               custom={"digit": digit, "take": take, "file": path.name}))
     utts = drop_duplicate_ids(utts, lambda u: u.id, report, "utterance")
-    if not utts:
-        report.summarise(log)
-        raise SenoneError(f"fsdd: none of the {len(files)} files in {folder} is usable; see the reasons above")
-
-    speakers = sorted({u.speaker for u in utts})
+    speakers = sorted(named)
     missing = [s for s in speakers if speaker_info and s not in speaker_info]
     if missing:
         log.info("fsdd: speaker(s) %s not in speakers.tsv (no gender/accent recorded)", ", ".join(missing))
