@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.e2e import ROOT, decode_without_acoustics, error_rate, snakemake
+
 FSDD_DIR = Path(os.environ.get("SENONE_FSDD_DIR") or ROOT.parent / "shared" / "corpora" / "fsdd").resolve()
 IN_CI = os.environ.get("SENONE_CI") == "1"
 SMALL = {
@@ -43,9 +42,8 @@ pytestmark = pytest.mark.slow
 
 
 def wer(path: Path) -> float:
-    line = path.read_text().splitlines()[0]
-    assert line.startswith("%WER ")
-    return float(line.split()[1])
+    assert path.read_text().startswith("%WER ")
+    return error_rate(path)
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +55,8 @@ def fsdd_run(tmp_path_factory) -> Path:
         pytest.skip(why)
     work = tmp_path_factory.mktemp("fsdd")
     (work / "small.yaml").write_text(yaml.safe_dump(SMALL))
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(work),
-                           "--cores", "2", "decode", "--configfile", str(work / "small.yaml"),
-                           "--config", "recipe=fsdd", f"corpus_dir={FSDD_DIR}"],
-                          capture_output=True, text=True, timeout=900)
+    proc = snakemake(work, "decode", "--configfile", str(work / "small.yaml"), "--config", "recipe=fsdd",
+                     f"corpus_dir={FSDD_DIR}")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "%WER" in proc.stdout  # the decode target prints the test score
     return work
@@ -88,15 +84,5 @@ def test_fsdd_reaches_bound_on_an_unseen_speaker(fsdd_run):
 def test_control_without_acoustics_is_far_worse(fsdd_run):
     from senone.config import load_config
 
-    cfg = load_config("fsdd", SMALL)
-    cfg["decode"]["lm_weights"] = [1000]
-    data, exp = fsdd_run / "data" / "fsdd", fsdd_run / "exp" / "fsdd"
-    out = fsdd_run / "control"
-    proc = subprocess.run(
-        [sys.executable, "-m", "steps.decode", "--conf", json.dumps(cfg), "--model-dir", str(exp / "mono"),
-         "--graph", str(exp / "mono" / "graph"), "--cuts", str(data / "manifests" / "fsdd_cuts_test.jsonl.gz"),
-         "--feats", str(data / "feats" / "gmm" / "cuts_test.jsonl.gz"),
-         "--cmvn", str(data / "feats" / "gmm" / "cmvn_test.npz"), "--sweep", "--out", str(out)],
-        capture_output=True, text=True, cwd=fsdd_run, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = decode_without_acoustics(fsdd_run, "fsdd", load_config("fsdd", SMALL))
     assert wer(out / "wer.txt") > 85.0
