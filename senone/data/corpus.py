@@ -70,10 +70,6 @@ class Utterance:
         if not self.recording_id:
             self.recording_id = self.id
 
-    @property
-    def end(self) -> float:
-        return self.start + (self.duration if self.duration is not None else self.audio.duration - self.start)
-
 
 def probe_audio(path: str | os.PathLike, sampling_rate: int, report: SkipReport, item: str) -> AudioInfo | None:
     """The header of ``path``, or None with the reason recorded in ``report`` under ``item``.

@@ -23,14 +23,11 @@ in GPL-3 code). Anything else needs a user lexicon.
 
 from __future__ import annotations
 
-import logging
 import re
 from typing import Iterable, Literal
 
 from senone import SenoneError
 from senone.lang.lexicon import Lexicon, Phones, SPN
-
-log = logging.getLogger(__name__)
 
 Stress = Literal["keep", "strip"]
 
