@@ -26,9 +26,13 @@ ROOT = workflow.basedir
 # was 10x slower on a loaded 2-core machine
 STEP = f"OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 PYTHONPATH={ROOT}${{PYTHONPATH:+:$PYTHONPATH}} {sys.executable} -m steps"
 SPLITS = ["train", "dev", "test"]
+SAMPLING_RATE = int(CFG["corpus"].get("sampling_rate", 16000))  # the recipe's audio rate (features of both kinds)
 SYSTEMS = CFG["systems"]  # GMM stages in training order; the last is the best so far
 BEST = SYSTEMS[-1]
 ALI_FROM = CFG.get("nn", {}).get("alignments_from") or BEST  # which GMM stage gives the networks their targets
+# Mandarin is scored by characters (cer.txt, plus pinyin syllable error rates), English by words (wer.txt)
+LANGUAGE = CFG.get("language", "zh")
+METRIC = "wer" if LANGUAGE == "en" else "cer"
 
 
 def cuts(split):
@@ -56,15 +60,20 @@ if not _cfg_path.exists() or _cfg_path.read_text(encoding="utf-8") != _cfg_text:
     _cfg_path.write_text(_cfg_text, encoding="utf-8")
 
 
+def test_scores(system):
+    """The test-set score files of a system: error rate, and syllable error rates for Mandarin."""
+    files = [f"{EXP}/{system}/decode_test/{METRIC}.txt"]
+    return files + ([f"{EXP}/{system}/decode_test/syllable_er.txt"] if LANGUAGE == "zh" else [])
+
+
 rule decode:
-    """Default target: decode test with the best system so far and print its CER (and the RESULTS table)."""
+    """Default target: decode test with the best system so far and print its CER/WER (and the RESULTS table)."""
     input:
-        cer=f"{EXP}/{BEST}/decode_test/cer.txt",
-        syl=f"{EXP}/{BEST}/decode_test/syllable_er.txt",
+        scores=test_scores(BEST),
         results=f"{EXP}/RESULTS.md",
     shell:
         "cat {input.results}; echo; echo '== {RECIPE}: {BEST}, test set (LM weight chosen on dev) =='; "
-        "cat {input.cer} {input.syl}"
+        "cat {input.scores}"
 
 
 rule senone_ali:
@@ -85,7 +94,7 @@ rule senone_ali:
 
 rule results:
     input:
-        [f"{EXP}/{s}/decode_{split}/cer.txt" for s in SYSTEMS for split in ("dev", "test")],
+        [f"{EXP}/{s}/decode_{split}/{METRIC}.txt" for s in SYSTEMS for split in ("dev", "test")],
     output:
         md=f"{EXP}/RESULTS.md",
         csv=f"{EXP}/RESULTS.csv",
@@ -101,13 +110,15 @@ rule prepare:
         [cuts(s) for s in SPLITS],
     params:
         conf=json.dumps(CFG["corpus"], sort_keys=True),
+        language=LANGUAGE,
     threads: workflow.cores
     benchmark:
         f"{EXP}/benchmarks/prepare.tsv"
     log:
         f"{EXP}/log/prepare.log",
     shell:
-        "{STEP}.prepare_corpus --conf '{params.conf}' --out {DATA} --threads {threads} --log {log}"
+        "{STEP}.prepare_corpus --conf '{params.conf}' --language {params.language} --out {DATA} --threads {threads} "
+        "--log {log}"
 
 
 rule lang:
@@ -117,7 +128,7 @@ rule lang:
         L=f"{DATA}/lang/L.fst",
         words=f"{DATA}/lang/words.txt",
     params:
-        conf=conf("lang", "lm"),
+        conf=conf("lang", "lm", "language"),
     benchmark:
         f"{EXP}/benchmarks/lang.tsv"
     log:
@@ -162,7 +173,7 @@ rule feats:
         f"{EXP}/log/feats_{{kind}}_{{split}}.log",
     shell:
         "{STEP}.compute_feats --kind {wildcards.kind} --conf '{params.conf}' --cuts {input.cuts} "
-        "--split {wildcards.split} --out {DATA}/feats/{wildcards.kind} --log {log}"
+        "--split {wildcards.split} --out {DATA}/feats/{wildcards.kind} --sampling-rate {SAMPLING_RATE} --log {log}"
 
 
 rule mono:
@@ -259,7 +270,7 @@ rule decode_dev:
         cuts=cuts("dev"),
         first_pass=first_pass_inputs,
     output:
-        cer=f"{EXP}/{{system}}/decode_dev/cer.txt",
+        score=f"{EXP}/{{system}}/decode_dev/{METRIC}.txt",
         best=f"{EXP}/{{system}}/decode_dev/best_lm_weight.json",
     params:
         conf=conf("lang", "features.gmm", "decode", "language"),
@@ -283,8 +294,7 @@ rule decode_test:
         best=f"{EXP}/{{system}}/decode_dev/best_lm_weight.json",
         first_pass=first_pass_inputs,
     output:
-        cer=f"{EXP}/{{system}}/decode_test/cer.txt",
-        syl=f"{EXP}/{{system}}/decode_test/syllable_er.txt",
+        test_scores("{system}"),
     params:
         conf=conf("lang", "features.gmm", "decode", "language"),
     threads: workflow.cores

@@ -8,6 +8,7 @@ decoding CPU seconds per second of audio, and the whole run's wall time.
 
     .venv/bin/python bench/run_bench.py                 # default recipe, --cores 2
     .venv/bin/python bench/run_bench.py --cores 2 --workdir /tmp/senone-bench --out BENCHMARKS.md
+    .venv/bin/python bench/run_bench.py --recipe fsdd --set corpus_dir=$PWD/../shared/corpora/fsdd --out /tmp/fsdd.md
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ def main() -> None:
     ap.add_argument("--workdir", default="/tmp/senone-bench")
     ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     ap.add_argument("--report-only", action="store_true", help="rewrite the report from an existing --workdir")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="more snakemake --config values, e.g. corpus_dir=PATH (repeatable)")
     args = ap.parse_args()
 
     work = Path(args.workdir)
@@ -80,7 +83,7 @@ def main() -> None:
             shutil.rmtree(work)
         work.mkdir(parents=True)
         cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(work),
-               "--cores", str(args.cores), "decode", "--config", f"recipe={args.recipe}"]
+               "--cores", str(args.cores), "decode", "--config", f"recipe={args.recipe}", *args.set]
         t0 = time.time()
         proc = subprocess.run(cmd, capture_output=True, text=True)
         (work / "total_wall_seconds.txt").write_text(f"{time.time() - t0:.1f}\n")
@@ -117,12 +120,13 @@ def main() -> None:
         ali_s = max(sum(ali) / max(len(ali), 1) - acc_s, 0.0)
         pass_rows.append(f"| {s} | {len(passes)} | {acc_s / hours:.2f} | {ali_s / hours:.2f} |")
     results_md = (exp / "RESULTS.md").read_text()
+    flags = (f" --recipe {args.recipe}" if args.recipe != "synth_zh" else "") + "".join(f" --set {kv}" for kv in args.set)
 
     lines = [
         "# Benchmarks",
         "",
         f"Machine: {machine()}.",
-        f"Date: {dt.date.today().isoformat()}. Command: `.venv/bin/python bench/run_bench.py --cores {args.cores}` "
+        f"Date: {dt.date.today().isoformat()}. Command: `.venv/bin/python bench/run_bench.py --cores {args.cores}{flags}` "
         f"(a fresh `snakemake --cores {args.cores} decode` of recipe `{args.recipe}` in an empty directory).",
         "",
         f"Audio: train {audio['train'] / 3600:.2f} h, dev {audio['dev'] / 60:.1f} min, test {audio['test'] / 60:.1f} min.",

@@ -43,8 +43,33 @@ def available_recipes(root: Path = PROJECT_ROOT) -> list[str]:
     return sorted(p.stem for p in (root / "recipes").glob("*.yaml"))
 
 
+#: Top-level override keys that stand for keys inside sections: ``--config corpus_dir=PATH`` reads
+#: better on a command line than ``--config 'corpus={corpus_dir: PATH}'``, and ``sampling_rate`` must
+#: reach both the corpus reader and the feature extractor.
+SHORTCUTS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "corpus_dir": (("corpus", "corpus_dir"),),
+    "sampling_rate": (("corpus", "sampling_rate"), ("features", "gmm", "sampling_rate")),
+}
+
+
+def _expand_shortcuts(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(overrides)
+    for key, targets in SHORTCUTS.items():
+        if key in out:
+            value = out.pop(key)
+            for path in targets:
+                nested: Any = value
+                for part in reversed(path):
+                    nested = {part: nested}
+                out = deep_merge(out, nested)
+    return out
+
+
 def load_config(recipe: str, overrides: Mapping[str, Any] | None = None, root: Path = PROJECT_ROOT) -> dict[str, Any]:
-    """Merge ``conf/*.yaml`` (sorted by name), ``recipes/<recipe>.yaml`` and ``overrides``."""
+    """Merge ``conf/*.yaml`` (sorted by name), ``recipes/<recipe>.yaml`` and ``overrides``.
+
+    ``overrides`` may use the :data:`SHORTCUTS` (``corpus_dir`` → ``corpus.corpus_dir``, ...).
+    """
     root = Path(root)
     recipe_path = root / "recipes" / f"{recipe}.yaml"
     if not recipe_path.is_file():
@@ -55,7 +80,7 @@ def load_config(recipe: str, overrides: Mapping[str, Any] | None = None, root: P
         cfg = deep_merge(cfg, _read_yaml(path))
     cfg = deep_merge(cfg, _read_yaml(recipe_path))
     if overrides:
-        cfg = deep_merge(cfg, overrides)
+        cfg = deep_merge(cfg, _expand_shortcuts(overrides))
     cfg["recipe"] = recipe
     return cfg
 

@@ -28,19 +28,22 @@ KINDS = ("gmm", "nn")
 def extractor_config(kind: str, conf: dict) -> MfccPitchConfig | FbankPitchConfig:
     """The extractor settings of ``features.<kind>`` (checked: a bad ``features.nn`` fails here, before any work)."""
     if kind == "gmm":
-        return MfccPitchConfig(num_ceps=conf.get("num_ceps", 13), pitch=conf.get("pitch", True))
+        # mel options a recipe may set (e.g. for 8 kHz telephone/FSDD audio); the rest keep Kaldi's defaults
+        mel = {k: conf[k] for k in ("num_filters", "low_freq", "high_freq") if k in conf}
+        return MfccPitchConfig(num_ceps=conf.get("num_ceps", 13), pitch=conf.get("pitch", True), **mel)
     return NnFeatureConfig.from_conf(conf).extractor_config()
 
 
 def main(args) -> None:
-    conf = parse_conf(args.conf)
+    conf = dict(parse_conf(args.conf))
+    # the recipe's rate (features.<kind>.sampling_rate, e.g. 8000 for telephone corpora) wins over the option;
+    # cuts at another rate are skipped and listed
+    sampling_rate = int(conf.pop("sampling_rate", args.sampling_rate))
     cfg = extractor_config(args.kind, conf)
     cuts = CutSet.from_file(require_file(args.cuts, "prepare"))
     out = Path(args.out)
     done_before = (out / f"cuts_{args.split}.jsonl.gz").is_file()
     wall, cpu = time.perf_counter(), time.process_time()
-    # the recipe's rate (features.gmm.sampling_rate, e.g. 8000 for telephone corpora) wins over the option
-    sampling_rate = int(conf.get("sampling_rate", args.sampling_rate))
     with_feats = compute_features(cuts, out, split=args.split, pitch=cfg.pitch, num_jobs=args.threads, config=cfg,
                                   sampling_rate=sampling_rate)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -65,5 +68,5 @@ if __name__ == "__main__":
     p.add_argument("--cuts", required=True)
     p.add_argument("--split", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--sampling-rate", type=int, default=16000)
+    p.add_argument("--sampling-rate", type=int, default=16000, help="used when the conf has no sampling_rate")
     run(main, p)

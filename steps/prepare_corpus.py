@@ -23,6 +23,8 @@ def main(args) -> None:
     prepare = getattr(module, f"prepare_{name}")
     if "num_jobs" in prepare.__code__.co_varnames:
         conf.setdefault("num_jobs", args.threads)
+    if "language" in prepare.__code__.co_varnames:  # corpora of either language normalise text by it
+        conf.setdefault("language", args.language)
     try:
         splits = prepare(args.out, **conf)
     except TypeError as exc:
@@ -34,4 +36,5 @@ def main(args) -> None:
 if __name__ == "__main__":
     p = base_parser(__doc__)
     p.add_argument("--out", required=True)
+    p.add_argument("--language", default="zh", help="the recipe's language (zh, en)")
     run(main, p)

@@ -26,12 +26,14 @@ def train_seconds(bench: Path) -> float | None:
 def main(args) -> None:
     exp = Path(args.exp)
     rows = []
+    metric = "CER"
     for system in args.systems:
         model = GmmHmm.load(exp / system)
         row: dict = {"system": system, "leaves": model.num_pdfs, "gaussians": model.num_gauss}
         for split in ("dev", "test"):
             scores = json.loads(require_file(exp / system / f"decode_{split}" / "scores.json", f"decode_{split}").read_text())
-            row[f"{split}_cer"] = scores["cer"]["rate"]
+            metric = scores.get("metric", "CER")  # CER (Mandarin) or WER (English), as decode scored it
+            row[f"{split}_{metric.lower()}"] = scores[metric.lower()]["rate"]
             if scores.get("syllables"):
                 row[f"{split}_syl_tonal"] = scores["syllables"]["tonal"]["rate"]
                 row[f"{split}_syl_toneless"] = scores["syllables"]["toneless"]["rate"]
@@ -40,7 +42,8 @@ def main(args) -> None:
         row["train_seconds"] = train_seconds(exp / "benchmarks" / f"{system}.tsv")
         rows.append(row)
     write_results_table(rows, exp / "RESULTS.md", exp / "RESULTS.csv",
-                        title=f"{exp.name}: CER % (LM weight chosen on dev), syllable error rates %")
+                        title=f"{exp.name}: {metric} % (LM weight chosen on dev)"
+                              + (", syllable error rates %" if metric == "CER" else ""))
     plot_results(rows, exp / "RESULTS.png", title=f"{exp.name}: error rates per system")
     print((exp / "RESULTS.md").read_text())
 
