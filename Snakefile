@@ -34,6 +34,10 @@ ALI_FROM = CFG.get("nn", {}).get("alignments_from") or BEST  # which GMM stage g
 LANGUAGE = CFG.get("language", "zh")
 METRIC = "wer" if LANGUAGE == "en" else "cer"
 
+wildcard_constraints:
+    system="[^/]+",  # a GMM system is one directory under exp/<recipe>/; networks live under exp/<recipe>/nn/
+    model="[^/]+",
+
 
 def cuts(split):
     return f"{MANIFESTS}/{CORPUS}_cuts_{split}.jsonl.gz"
@@ -66,14 +70,24 @@ def test_scores(system):
     return files + ([f"{EXP}/{system}/decode_test/syllable_er.txt"] if LANGUAGE == "zh" else [])
 
 
+# what the RESULTS table reports: every GMM system, then the recipe's default network (nn.default)
+NN_DEFAULT = (CFG.get("nn") or {}).get("default")
+REPORTED = SYSTEMS + ([f"nn/{NN_DEFAULT}"] if NN_DEFAULT else [])
+FINAL_SYSTEM = REPORTED[-1]
+
+
 rule decode:
-    """Default target: decode test with the best system so far and print its CER/WER (and the RESULTS table)."""
+    """Default target: decode test with the GMM systems and the default network; print the RESULTS table."""
+    default_target: True
     input:
-        scores=test_scores(BEST),
+        scores=test_scores(FINAL_SYSTEM),
         results=f"{EXP}/RESULTS.md",
     shell:
-        "cat {input.results}; echo; echo '== {RECIPE}: {BEST}, test set (LM weight chosen on dev) =='; "
+        "cat {input.results}; echo; echo '== {RECIPE}: {FINAL_SYSTEM}, test set (LM weight chosen on dev) =='; "
         "cat {input.scores}"
+
+
+include: "rules/nn.smk"
 
 
 rule senone_ali:
@@ -94,7 +108,7 @@ rule senone_ali:
 
 rule results:
     input:
-        [f"{EXP}/{s}/decode_{split}/{METRIC}.txt" for s in SYSTEMS for split in ("dev", "test")],
+        [f"{EXP}/{s}/decode_{split}/{METRIC}.txt" for s in REPORTED for split in ("dev", "test")],
     output:
         md=f"{EXP}/RESULTS.md",
         csv=f"{EXP}/RESULTS.csv",
@@ -102,7 +116,7 @@ rule results:
     log:
         f"{EXP}/log/results.log",
     shell:
-        "{STEP}.results --exp {EXP} {SYSTEMS} --log {log} > /dev/null"
+        "{STEP}.results --exp {EXP} {REPORTED} --log {log} > /dev/null"
 
 
 rule prepare:

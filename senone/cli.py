@@ -29,7 +29,8 @@ def setup_logging(log_file: str | Path | None, verbose: bool = False) -> None:
 
 def base_parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--log", help="log file (the console gets the same lines)")
+    # --log-file: the same option under a name torchrun's own parser does not take for an abbreviation
+    p.add_argument("--log", "--log-file", dest="log", help="log file (the console gets the same lines)")
     p.add_argument("--conf", default="{}", help="this stage's configuration section, as JSON")
     p.add_argument("--threads", type=int, default=1, help="worker processes this stage may use")
     p.add_argument("-v", "--verbose", action="store_true")

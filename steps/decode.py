@@ -1,6 +1,11 @@
 #!/usr/bin/env python3
 """Decode stage: 1-best lattice-faster decoding of one split through HCLG, then scoring.
 
+Acoustic scores come from the GMM of ``--model-dir`` (its features: Δ+ΔΔ, LDA+MLLT, two-pass
+fMLLR for SAT), or, with ``--nn``, from a trained network: its log-posteriors over whole
+utterances minus ``nn.prior_scale`` × the log senone priors (the hybrid approach), decoded through
+the graph and transition model of the GMM stage whose alignments it learned (``--model-dir``).
+
 With ``--sweep`` (dev) every LM weight of ``decode.lm_weights`` is tried (acoustic scale = 1 / LM
 weight) and the best is written to ``best_lm_weight.json``; with ``--lm-weight-from`` (test) the
 split is decoded once with dev's choice, so test never tunes anything.
@@ -11,11 +16,14 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Callable, Iterable
 
+import numpy as np
 from lhotse import CutSet
 
+from senone import SenoneError
 from senone.cli import base_parser, parse_conf, run
-from senone.decode import DecodeStats, GmmScorer, decode_dataset, sweep_acoustic_scale
+from senone.decode import DecodeStats, GmmScorer, NnScorer, decode_dataset, sweep_acoustic_scale
 from senone.decode.fmllr import first_pass_transforms
 from senone.feats import load_cmvn_stats, speaker_of
 from senone.feats.fmllr import write_fmllr_transforms
@@ -30,19 +38,18 @@ from senone.score.report import plot_acwt_sweep
 
 log = logging.getLogger("senone.steps.decode")
 
+Items = Callable[[], Iterable[tuple[str, np.ndarray]]]
 
-def main(args) -> None:
-    conf = parse_conf(args.conf)
+
+def gmm_scores(args, conf: dict, model: GmmHmm, feats_cuts: CutSet, out: Path) -> tuple[GmmScorer, Items]:
+    """The GMM's scorer and the stage's features (with first-pass fMLLR for a SAT system)."""
     dconf = conf["decode"]
-    fconf = conf["features"]["gmm"]
-    language = conf.get("language", "zh")
-    out = Path(args.out)
-    model = GmmHmm.load(args.model_dir)
     graph = Path(args.graph)
-    feats_cuts = CutSet.from_file(require_file(args.feats, "feats"))
+    if not args.cmvn:
+        raise SenoneError("--cmvn (the GMM features' CMVN statistics) is required to decode a GMM system")
     cmvn = load_cmvn_stats(require_file(args.cmvn, "feats"))
     # the features the stage was trained on: Δ+ΔΔ, or spliced LDA+MLLT (final.mat), + fMLLR for SAT
-    feats = load_stage_features(args.model_dir, feats_cuts, cmvn, fconf)
+    feats = load_stage_features(args.model_dir, feats_cuts, cmvn, conf["features"]["gmm"])
     fmllr = json.loads((Path(args.model_dir) / PIPELINE_FILE).read_text()).get("fmllr") \
         if (Path(args.model_dir) / PIPELINE_FILE).is_file() else None
     if fmllr:
@@ -57,19 +64,80 @@ def main(args) -> None:
         write_fmllr_transforms(out / "trans.ark", transforms)
         feats = adapt(feats, utt2spk, transforms)
     items = list(feats.items())
+    return GmmScorer(model.am, model.trans_model), lambda: items
+
+
+def nn_scores(args, conf: dict, model: GmmHmm, feats_cuts: CutSet, timing: dict) -> tuple[NnScorer, Items]:
+    """The network's pseudo log-likelihoods (log-posterior − prior_scale × log-prior) per utterance.
+
+    They are computed once and kept for the whole LM-weight sweep when they fit in
+    ``nn.max_loglike_memory_gb``; otherwise the network runs again for every weight. The network's
+    time is added to ``timing["nn_forward_seconds"]``.
+    """
+    import time
+
+    import torch
+
+    from senone.feats.nn import iter_nn_inputs, load_nn_cmvn
+    from senone.nn.infer import log_posteriors
+    from senone.nn.priors import log_priors, pseudo_loglikes
+    from senone.nn.stage import PDF_COUNTS, load_trained, read_pdf_counts
+
+    nn_dir = Path(args.nn)
+    torch.set_num_threads(max(1, int(conf.get("nn", {}).get("threads", 1))))  # see nn.threads in conf/nn.yaml
+    net, info = load_trained(nn_dir / "final.pt")
+    if info["num_pdfs"] != model.num_pdfs:
+        raise SenoneError(f"{nn_dir}: the network has {info['num_pdfs']} outputs but {args.model_dir} has "
+                          f"{model.num_pdfs} pdfs; decode with the GMM stage whose alignments it was trained on "
+                          f"({info.get('alignments')})")
+    log_prior = log_priors(read_pdf_counts(require_file(nn_dir / PDF_COUNTS, "nn_train")))
+    prior_scale = float(conf.get("nn", {}).get("prior_scale", 1.0))
+    fconf = info["features"]
+    cmvn = load_nn_cmvn(Path(args.feats).parent, args.split, fconf)
+    # longest first: batches of similar lengths waste little padding
+    ordered = sorted(feats_cuts, key=lambda c: -c.num_frames)
+
+    def compute() -> Iterable[tuple[str, np.ndarray]]:
+        inputs = iter_nn_inputs(ordered, cmvn, fconf)
+        t0 = time.perf_counter()
+        for utt, logp in log_posteriors(net, inputs, int(info["label_delay"])):
+            ll = pseudo_loglikes(logp, log_prior, prior_scale)
+            timing["nn_forward_seconds"] += time.perf_counter() - t0
+            yield utt, ll
+            t0 = time.perf_counter()
+
+    frames = sum(c.num_frames for c in ordered)
+    if frames * model.num_pdfs * 4 <= float(conf.get("nn", {}).get("max_loglike_memory_gb", 2.0)) * 2**30:
+        items = list(compute())
+        return NnScorer(model.trans_model), lambda: items
+    return NnScorer(model.trans_model), compute
+
+
+def main(args) -> None:
+    conf = parse_conf(args.conf)
+    dconf = conf["decode"]
+    language = conf.get("language", "zh")
+    out = Path(args.out)
+    model = GmmHmm.load(args.model_dir)
+    graph = Path(args.graph)
+    feats_cuts = CutSet.from_file(require_file(args.feats, "feats"))
+    timing = {"nn_forward_seconds": 0.0}
+    if args.nn:
+        scorer, items = nn_scores(args, conf, model, feats_cuts, timing)
+    else:
+        scorer, items = gmm_scores(args, conf, model, feats_cuts, out)
     audio_seconds = sum(c.duration for c in feats_cuts)
     transcripts = load_transcripts(args.cuts)
     refs = {t.utt: t.text for t in transcripts}
     ref_syllables = {t.utt: t.syllables for t in transcripts if t.syllables} if language == "zh" else None
     if ref_syllables is not None and len(ref_syllables) != len(refs):
         ref_syllables = None  # the corpus did not record what was spoken for every utterance: use pypinyin
-    scorer = GmmScorer(model.am, model.trans_model)
     decode_seconds = 0.0
 
     def decode(scale: float) -> dict:
         nonlocal decode_seconds
         stats = DecodeStats()
-        res = decode_dataset(graph / "HCLG.fst", graph / "words.txt", model.trans_model, scorer, items,
+        res = decode_dataset(graph / "HCLG.fst", graph / "words.txt", model.trans_model, scorer, items(),
                              acoustic_scale=scale, beam=dconf["beam"], lattice_beam=dconf["lattice_beam"],
                              max_active=dconf["max_active"], num_jobs=args.threads, stats=stats)
         decode_seconds += stats.seconds
@@ -124,6 +192,9 @@ def main(args) -> None:
                                      "sweep_error_rate_by_lm_weight": sweep, "audio_seconds": audio_seconds,
                                      "decode_wall_seconds": decode_seconds, "jobs": args.threads,
                                      "cpu_seconds_per_audio_second_upper_bound": rtf,
+                                     **({"nn_forward_seconds": timing["nn_forward_seconds"],
+                                         "nn_forward_real_time_factor": timing["nn_forward_seconds"] / audio_seconds}
+                                        if args.nn else {}),
                                      "num_not_final": num_partial})
     if args.sweep:
         write_json(out / "best_lm_weight.json", {"lm_weight": best_weight, "chosen_on": str(args.cuts),
@@ -138,7 +209,9 @@ if __name__ == "__main__":
     p.add_argument("--graph", required=True)
     p.add_argument("--cuts", required=True, help="manifest cuts (references)")
     p.add_argument("--feats", required=True)
-    p.add_argument("--cmvn", required=True)
+    p.add_argument("--cmvn", help="CMVN statistics of the GMM features (GMM systems)")
+    p.add_argument("--nn", help="a trained network's directory (exp/<recipe>/nn/<model>): decode with it")
+    p.add_argument("--split", default=None, help="the split being decoded (nn: finds its CMVN statistics)")
     p.add_argument("--out", required=True)
     p.add_argument("--sweep", action="store_true", help="try every decode.lm_weights value (dev)")
     p.add_argument("--lm-weight-from", help="best_lm_weight.json written by the dev sweep (test)")

@@ -28,8 +28,15 @@ def main(args) -> None:
     rows = []
     metric = "CER"
     for system in args.systems:
-        model = GmmHmm.load(exp / system)
-        row: dict = {"system": system, "leaves": model.num_pdfs, "gaussians": model.num_gauss}
+        if system.startswith("nn/"):  # a hybrid network: its senones are its alignment stage's leaves
+            info = json.loads(require_file(exp / system / "model.json", "nn_train").read_text())
+            row: dict = {"system": system, "leaves": info["num_pdfs"], "gaussians": None,
+                         "params_M": round(info["num_params"] / 1e6, 2)}
+            bench = exp / "benchmarks" / f"nn_{system[3:]}.tsv"
+        else:
+            model = GmmHmm.load(exp / system)
+            row = {"system": system, "leaves": model.num_pdfs, "gaussians": model.num_gauss, "params_M": None}
+            bench = exp / "benchmarks" / f"{system}.tsv"
         for split in ("dev", "test"):
             scores = json.loads(require_file(exp / system / f"decode_{split}" / "scores.json", f"decode_{split}").read_text())
             metric = scores.get("metric", "CER")  # CER (Mandarin) or WER (English), as decode scored it
@@ -39,8 +46,11 @@ def main(args) -> None:
                 row[f"{split}_syl_toneless"] = scores["syllables"]["toneless"]["rate"]
         lm = json.loads(require_file(exp / system / "decode_dev" / "best_lm_weight.json", "decode_dev").read_text())
         row["lm_weight"] = lm["lm_weight"]
-        row["train_seconds"] = train_seconds(exp / "benchmarks" / f"{system}.tsv")
+        row["train_seconds"] = train_seconds(bench)
         rows.append(row)
+    if all(r["params_M"] is None for r in rows):  # GMM systems only: no network sizes to show
+        for r in rows:
+            del r["params_M"]
     write_results_table(rows, exp / "RESULTS.md", exp / "RESULTS.csv",
                         title=f"{exp.name}: {metric} % (LM weight chosen on dev)"
                               + (", syllable error rates %" if metric == "CER" else ""))

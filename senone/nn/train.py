@@ -120,6 +120,17 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
+def flush_denormals() -> None:
+    """Flush subnormal floats to zero on the CPU.
+
+    As training goes on, saturated gates make some LSTM values and gradients subnormal (below
+    1e-38); x86 CPUs handle those in microcode, and a CLSTM training step was measured to slow
+    from 25 ms to over 100 ms within a hundred minibatches. Treating them as zero changes nothing a
+    network can resolve and keeps every step at full speed (GPUs flush them anyway).
+    """
+    torch.set_flush_denormal(True)
+
+
 def pick_device() -> torch.device:
     """CUDA when present (this process's local GPU under torchrun), else the CPU."""
     if torch.cuda.is_available():
@@ -213,6 +224,7 @@ def train(model: torch.nn.Module, train_utts: Sequence[str], valid_utts: Sequenc
     out_dir = Path(out_dir)
     rank, size = world()
     device = device or pick_device()
+    flush_denormals()
     model.to(device)
     chunk_cfg = cfg.chunking(model)
     train_utts = sorted(train_utts)

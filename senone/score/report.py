@@ -20,6 +20,8 @@ import os
 from pathlib import Path
 from typing import Literal, Mapping, Sequence
 
+import numpy as np
+
 from senone import SenoneError
 from senone.io import atomic_path, write_json, write_text
 from senone.score.error_rate import ScoringMode, compute_error_rate, format_per_utt
@@ -33,6 +35,8 @@ __all__ = [
     "write_results_table",
     "plot_results",
     "plot_acwt_sweep",
+    "plot_nn_curves",
+    "plot_paper_tables",
     "DEFAULT_PLOT_SUFFIXES",
 ]
 
@@ -436,4 +440,53 @@ def plot_training_curve(
     if title:
         ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
+    _save_png(fig, out_png)
+
+
+def plot_nn_curves(epochs: Sequence[Mapping], out_png: str | os.PathLike, *, title: str | None = None) -> None:
+    """A network's training curves: frame cross-entropy and frame accuracy per epoch, training
+    (chunks, as trained) beside validation (whole utterances, as decoded)."""
+    if not epochs:
+        raise SenoneError(f"{out_png}: no epochs to plot")
+    xs = [int(e["epoch"]) for e in epochs]
+    fig = _new_figure(8.0, 3.2)
+    for col, (key, label) in enumerate((("loss", "cross-entropy per frame"), ("acc", "frame accuracy"))):
+        ax = fig.add_subplot(1, 2, col + 1)
+        for split, color in (("train", "tab:blue"), ("valid", "tab:orange")):
+            ys = [float(e[f"{split}_{key}"]) for e in epochs]
+            ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.2, color=color, label=split)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    _save_png(fig, out_png)
+
+
+def plot_paper_tables(tables: Sequence[tuple[int, str, Sequence[Mapping]]], out_png: str | os.PathLike, *,
+                      title: str | None = None) -> None:
+    """One panel per paper table: our dev/test CER per network in the paper's row order, and the
+    paper's CER (HKUST, its own scale) as markers on a second axis, so the orderings can be compared."""
+    if not tables:
+        raise SenoneError(f"{out_png}: no tables to plot")
+    fig = _new_figure(4.2 * len(tables), 4.2)
+    for k, (number, name, rows) in enumerate(tables):
+        ax = fig.add_subplot(1, len(tables), k + 1)
+        xs = np.arange(len(rows))
+        ax.bar(xs - 0.2, [r["dev_cer"] for r in rows], width=0.4, color="tab:blue", label="ours dev")
+        ax.bar(xs + 0.2, [r["test_cer"] for r in rows], width=0.4, color="tab:orange", label="ours test")
+        ax.set_xticks(xs)
+        ax.set_xticklabels([r["network"] for r in rows], rotation=60, ha="right", fontsize=6)
+        ax.set_ylabel("CER % (ours)")
+        ax.set_title(f"Table {number}: {name}", fontsize=8)
+        twin = ax.twinx()
+        twin.plot(xs, [r["paper_cer"] for r in rows], linestyle="none", marker="D", color="black", label="paper")
+        twin.set_ylabel("CER % (paper, HKUST)", fontsize=7)
+        if k == 0:
+            h1, l1 = ax.get_legend_handles_labels()
+            h2, l2 = twin.get_legend_handles_labels()
+            ax.legend(h1 + h2, l1 + l2, fontsize=6)
+    if title:
+        fig.suptitle(title, fontsize=10)
     _save_png(fig, out_png)

@@ -1,0 +1,127 @@
+# The network stage (included by the Snakefile): features, training, hybrid decoding, paper tables.
+# A network is named by its key under nn.models (exp/<recipe>/nn/<name>/); the paper's rows are added as
+# models named t<table>r<row> (e.g. t3r2) with widths scaled by nn.tables.width_scale.
+from senone.nn.paper import paper_rows
+
+NN = CFG.get("nn") or {}
+NN_FEATS = f"{DATA}/feats/nn"
+NN_DIR = f"{EXP}/nn"
+NN_DEFAULT = NN.get("default")
+NN_TABLES = NN.get("tables") or {}
+PAPER_MODELS = {
+    f"t{r.table}r{r.index}": {"spec": r.spec, "width_scale": NN_TABLES.get("width_scale", 1.0),
+                              "train": NN_TABLES.get("train") or {},
+                              "description": f"paper Table {r.table}, row {r.index}"}
+    for r in paper_rows()
+}
+NN_MODELS = {**PAPER_MODELS, **(NN.get("models") or {})}
+
+
+def nn_conf(model):
+    """The settings one network depends on (other networks' entries do not re-run it)."""
+    shared = {k: v for k, v in NN.items() if k not in ("models", "tables", "decode")}
+    return json.dumps({"nn": {**shared, "models": {model: NN_MODELS[model]}},
+                       "features": {"nn": CFG["features"]["nn"]}, "decode": {**CFG["decode"], **(NN.get("decode") or {})},
+                       "language": LANGUAGE, "lang": CFG["lang"]}, ensure_ascii=False, sort_keys=True)
+
+
+def nn_cmvn(split):
+    """Global CMVN normalises every split with the training statistics."""
+    stats_split = "train" if CFG["features"]["nn"].get("cmvn", "speaker") == "global" else split
+    return f"{NN_FEATS}/cmvn_{stats_split}.npz"
+
+
+def nn_launcher():
+    """One process, or torchrun with nn.processes workers (DistributedDataParallel)."""
+    n = int(NN.get("processes", 1))
+    if n <= 1:
+        return f"{STEP}.train_nn"
+    return STEP[: -len("-m steps")] + f"-m torch.distributed.run --standalone --nproc_per_node {n} -m steps.train_nn"
+
+
+rule nn_train:
+    """Train one network of nn.models on the senone alignments (resumes at its last epoch)."""
+    input:
+        cuts=f"{NN_FEATS}/cuts_train.jsonl.gz",
+        cmvn=f"{NN_FEATS}/cmvn_train.npz",
+        ali=f"{EXP}/senone_ali/pdf.ark",
+        senones=f"{EXP}/senone_ali/senones.json",
+    output:
+        model=f"{NN_DIR}/{{model}}/final.pt",
+        counts=f"{NN_DIR}/{{model}}/pdf_counts.txt",
+        info=f"{NN_DIR}/{{model}}/model.json",
+    params:
+        conf=lambda wc: nn_conf(wc.model),
+        launcher=nn_launcher(),
+    threads: workflow.cores
+    benchmark:
+        f"{EXP}/benchmarks/nn_{{model}}.tsv"
+    log:
+        f"{NN_DIR}/{{model}}/log/train.log",
+    shell:
+        "{params.launcher} --conf '{params.conf}' --model {wildcards.model} --feats-dir {NN_FEATS} "
+        "--ali {input.ali} --senones {input.senones} --out {NN_DIR}/{wildcards.model} --threads {threads} --log-file {log}"
+
+
+rule nn_decode_dev:
+    """Hybrid decoding of dev through the alignment stage's HCLG, LM weight swept."""
+    input:
+        model=f"{NN_DIR}/{{model}}/final.pt",
+        hclg=f"{EXP}/{ALI_FROM}/graph/HCLG.fst",
+        feats=f"{NN_FEATS}/cuts_dev.jsonl.gz",
+        cmvn=nn_cmvn("dev"),
+        cuts=cuts("dev"),
+    output:
+        score=f"{NN_DIR}/{{model}}/decode_dev/{METRIC}.txt",
+        best=f"{NN_DIR}/{{model}}/decode_dev/best_lm_weight.json",
+    params:
+        conf=lambda wc: nn_conf(wc.model),
+    threads: workflow.cores
+    benchmark:
+        f"{EXP}/benchmarks/nn_decode_dev_{{model}}.tsv"
+    log:
+        f"{NN_DIR}/{{model}}/log/decode_dev.log",
+    shell:
+        "{STEP}.decode --conf '{params.conf}' --model-dir {EXP}/{ALI_FROM} --graph {EXP}/{ALI_FROM}/graph "
+        "--nn {NN_DIR}/{wildcards.model} --split dev --cuts {input.cuts} --feats {input.feats} --sweep "
+        "--out {NN_DIR}/{wildcards.model}/decode_dev --threads {threads} --log {log}"
+
+
+rule nn_decode_test:
+    """Hybrid decoding of test with dev's LM weight."""
+    input:
+        model=f"{NN_DIR}/{{model}}/final.pt",
+        hclg=f"{EXP}/{ALI_FROM}/graph/HCLG.fst",
+        feats=f"{NN_FEATS}/cuts_test.jsonl.gz",
+        cmvn=nn_cmvn("test"),
+        cuts=cuts("test"),
+        best=f"{NN_DIR}/{{model}}/decode_dev/best_lm_weight.json",
+    output:
+        test_scores("nn/{model}"),
+    params:
+        conf=lambda wc: nn_conf(wc.model),
+    threads: workflow.cores
+    benchmark:
+        f"{EXP}/benchmarks/nn_decode_test_{{model}}.tsv"
+    log:
+        f"{NN_DIR}/{{model}}/log/decode_test.log",
+    shell:
+        "{STEP}.decode --conf '{params.conf}' --model-dir {EXP}/{ALI_FROM} --graph {EXP}/{ALI_FROM}/graph "
+        "--nn {NN_DIR}/{wildcards.model} --split test --cuts {input.cuts} --feats {input.feats} "
+        "--lm-weight-from {input.best} --out {NN_DIR}/{wildcards.model}/decode_test --threads {threads} --log {log}"
+
+
+rule tables:
+    """The paper's Tables 1-5: every row trained (widths x nn.tables.width_scale) and decoded, as md/csv/png."""
+    input:
+        [f"{NN_DIR}/{m}/decode_{split}/{METRIC}.txt" for m in PAPER_MODELS for split in ("dev", "test")],
+    output:
+        md=f"{EXP}/tables/tables.md",
+        png=f"{EXP}/tables/tables.png",
+    params:
+        width=NN_TABLES.get("width_scale", 1.0),
+    log:
+        f"{EXP}/log/tables.log",
+    shell:
+        "{STEP}.paper_tables --nn-dir {NN_DIR} --out {EXP}/tables --corpus {RECIPE} --width-scale {params.width} "
+        "--log {log}"

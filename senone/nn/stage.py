@@ -1,0 +1,118 @@
+"""The network stage's recipe-level pieces: model entries from the configuration, the validation
+split, senone counts on disk, and rebuilding a trained network for decoding.
+
+A recipe lists its networks under ``nn.models`` by name, each with a spec in the paper's notation
+(``CLstm256P128+Pooling+3xReLU2000``), an optional ``width_scale`` and training settings that
+override the shared ``nn.train``; ``nn.default`` names the one ``decode`` trains and reports.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from senone import SenoneError
+from senone.config import deep_merge
+from senone.io import write_text
+from senone.nn.train import TrainConfig
+
+#: The Kaldi-format senone frame counts a network's priors come from (``ali-to-pdf | analyze-counts``).
+PDF_COUNTS = "pdf_counts.txt"
+
+
+@dataclass
+class ModelEntry:
+    """One network of a recipe: its name (directory under exp/<recipe>/nn/), spec and settings."""
+
+    name: str
+    spec: str
+    width_scale: float
+    train: TrainConfig
+
+
+def model_entry(nn_conf: Mapping[str, Any], name: str) -> ModelEntry:
+    """``nn.models[name]`` merged over the shared ``nn.train`` settings, with clear errors."""
+    models = nn_conf.get("models") or {}
+    if name not in models:
+        raise SenoneError(f"no network named {name!r} under nn.models; the recipe lists: {', '.join(sorted(models))}")
+    entry = models[name] or {}
+    if not isinstance(entry, Mapping) or not entry.get("spec"):
+        raise SenoneError(f"nn.models.{name} needs a 'spec' in the paper's notation, e.g. 'CLstm256P128+Pooling+3xReLU2000'")
+    unknown = sorted(set(entry) - {"spec", "width_scale", "train", "description"})
+    if unknown:
+        raise SenoneError(f"nn.models.{name}: unknown key(s) {unknown}; use spec, width_scale, train, description")
+    train = TrainConfig.from_dict(deep_merge(nn_conf.get("train") or {}, entry.get("train") or {}))
+    return ModelEntry(name=name, spec=str(entry["spec"]), width_scale=float(entry.get("width_scale", 1.0)), train=train)
+
+
+def split_validation(utt2spk: Mapping[str, str], fraction: float, by: str = "utterance",
+                     seed: int = 0) -> tuple[list[str], list[str]]:
+    """Hold out about ``fraction`` of the training utterances for model selection (seeded).
+
+    ``by="utterance"`` draws utterances at random (the paper drew ~3 h of its 150 h at random);
+    ``by="speaker"`` draws whole speakers until the fraction is reached, so validation speakers are
+    unseen in training. At least one utterance (or speaker) is held out whenever ``fraction`` > 0.
+    """
+    utts = sorted(utt2spk)
+    if fraction <= 0:
+        return utts, []
+    if not 0 < fraction < 1:
+        raise SenoneError(f"nn.valid_fraction={fraction}: must be in [0, 1)")
+    rng = np.random.default_rng(seed)
+    if by == "utterance":
+        n = max(1, round(fraction * len(utts)))
+        valid = set(utts[i] for i in rng.permutation(len(utts))[:n])
+    elif by == "speaker":
+        speakers = sorted(set(utt2spk.values()))
+        if len(speakers) < 2:
+            raise SenoneError("nn.valid_by=speaker needs at least 2 training speakers; use valid_by: utterance")
+        per_spk: dict[str, int] = {}
+        for u in utts:
+            per_spk[utt2spk[u]] = per_spk.get(utt2spk[u], 0) + 1
+        chosen: set[str] = set()
+        for i in rng.permutation(len(speakers)):
+            if chosen and sum(per_spk[s] for s in chosen) >= fraction * len(utts):
+                break
+            chosen.add(speakers[i])
+        valid = {u for u in utts if utt2spk[u] in chosen}
+    else:
+        raise SenoneError(f"nn.valid_by={by!r}: use 'utterance' or 'speaker'")
+    if len(valid) == len(utts):
+        raise SenoneError("the validation split took every training utterance; lower nn.valid_fraction")
+    return [u for u in utts if u not in valid], sorted(valid)
+
+
+def write_pdf_counts(path: str | os.PathLike, counts: Sequence[int]) -> None:
+    """Senone frame counts as a Kaldi text vector (what ``analyze-counts`` writes; nnet1 reads it)."""
+    write_text(path, "[ " + " ".join(str(int(c)) for c in counts) + " ]\n")
+
+
+def read_pdf_counts(path: str | os.PathLike) -> np.ndarray:
+    text = Path(path).read_text().strip()
+    if not (text.startswith("[") and text.endswith("]")):
+        raise SenoneError(f"{path}: not a Kaldi text vector '[ c1 c2 ... ]'; rerun the network training stage")
+    return np.array([float(v) for v in text[1:-1].split()], dtype=np.float64)
+
+
+def load_trained(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+    """Rebuild a trained network from its ``final.pt`` alone (its spec, input layout and weights)."""
+    from senone.nn.model import InputLayout, build_model
+    from senone.nn.norm import InputNormalized
+
+    path = Path(path)
+    if not path.is_file():
+        raise SenoneError(f"{path}: trained network not found; run its training stage (nn_train) first")
+    ckpt = torch.load(path, map_location=device, weights_only=False)
+    info = ckpt["model_info"]
+    net = build_model(info["spec"], InputLayout(*info["layout"]), num_pdfs=info["num_pdfs"],
+                      width_scale=info.get("width_scale", 1.0))
+    dim = int(np.prod(info["layout"][:2]) + info["layout"][2])
+    model = InputNormalized(net, np.zeros(dim, np.float32), np.ones(dim, np.float32))  # buffers come from the file
+    model.load_state_dict(ckpt["state_dict"])
+    model.to(device).eval()
+    return model, info
