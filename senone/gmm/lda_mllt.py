@@ -23,7 +23,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import kaldifst
 import numpy as np
@@ -106,7 +106,8 @@ def frame_weights(ali: np.ndarray, tid2phone: np.ndarray, silence_phones: Sequen
 # Statistics, serial or over forked workers (which share the parent's features copy-on-write)
 # --------------------------------------------------------------------------------------------
 
-def _batches(utts: list[str], feats: FeatureSource, alignments: Mapping[str, np.ndarray], batch_frames: int):
+def frame_batches(utts: list[str], alignments: Mapping[str, np.ndarray], batch_frames: int) -> Iterator[list[str]]:
+    """Consecutive groups of ``utts`` of at least ``batch_frames`` aligned frames (the last may be shorter)."""
     buf_u: list[str] = []
     n = 0
     for u in utts:
@@ -122,7 +123,7 @@ def _batches(utts: list[str], feats: FeatureSource, alignments: Mapping[str, np.
 def _lda_shard(utts: list[str]) -> LdaStats:
     s = shared()
     stats = LdaStats.zeros(s["num_pdfs"], s["dim"])
-    for batch in _batches(utts, s["static"], s["alignments"], s["batch_frames"]):
+    for batch in frame_batches(utts, s["alignments"], s["batch_frames"]):
         x, ids, w = [], [], []
         for u in batch:
             ali = s["alignments"][u]
@@ -166,7 +167,7 @@ def accumulate_lda_stats(prev: GmmHmm, alignments: Mapping[str, np.ndarray], sta
 def _mllt_shard(utts: list[str]) -> MlltStats:
     s = shared()
     stats = MlltStats.zeros(s["dim"])
-    for batch in _batches(utts, s["feats"], s["alignments"], s["batch_frames"]):
+    for batch in frame_batches(utts, s["alignments"], s["batch_frames"]):
         x, ids, w = [], [], []
         for u in batch:
             ali = s["alignments"][u]
