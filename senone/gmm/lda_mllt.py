@@ -86,11 +86,7 @@ class LdaMlltResult(TriResult):
 
 def tid_tables(model: GmmHmm) -> tuple[np.ndarray, np.ndarray]:
     """(transition-id → pdf-id, transition-id → phone) arrays, index 0 unused."""
-    tm = model.trans_model
-    n = tm.num_transition_ids
-    phone = np.zeros(n + 1, dtype=np.int64)
-    phone[1:] = [tm.transition_id_to_phone(t) for t in range(1, n + 1)]
-    return model.tid2pdf(), phone
+    return model.tid2pdf(), model.tid2phone()
 
 
 def frame_weights(ali: np.ndarray, tid2phone: np.ndarray, silence_phones: Sequence[int],

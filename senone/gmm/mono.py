@@ -89,6 +89,22 @@ def init_mono_model(topo: khg.HmmTopology, feats: FeatureSource, dim: int, subse
     return GmmHmm(ctx_dep=ctx_dep, trans_model=trans_model, am=am)
 
 
+def warn_unseen_pdfs(model: GmmHmm, occupancies: np.ndarray) -> list[int]:
+    """Log the pdfs no training frame was aligned to, naming their phones; returns them.
+
+    A phone that never occurs in the training transcripts (or whose every utterance was skipped)
+    keeps the flat-start Gaussian: decoding can still hypothesise it, badly. Kaldi's gmm-est says
+    only that Gaussians had too little data; naming the phones tells the user what to fix
+    (the lexicon, the phone set or the data).
+    """
+    unseen = np.flatnonzero(np.asarray(occupancies) <= 0.0).tolist()
+    if unseen:
+        log.warning("%d of %d pdfs have no training frames; phones %s never occur in the training alignments and "
+                    "keep the flat-start Gaussian (check the lexicon and transcripts if they should)", len(unseen),
+                    model.num_pdfs, model.phones_of_pdfs(unseen))
+    return unseen
+
+
 def _feature_frames(feats: FeatureSource) -> dict[str, int]:
     return {utt: int(x.shape[0]) for utt, x in feats.items()}
 
@@ -147,6 +163,7 @@ def train_mono(topo: khg.HmmTopology, lexicon_fst: kaldifst.StdVectorFst, disamb
         if not alignments:
             raise SenoneError("equal alignment failed for every utterance: are the features and transcripts of the same cuts?")
         stats = accumulate(model, feats, alignments, config.batch_frames, config.num_jobs)
+        warn_unseen_pdfs(model, stats.pdf_occupancies())
         gmm_est(model, stats, mixup=num_gauss, power=config.power, perturb_factor=config.perturb_factor,
                 mixup_min_count=config.mixup_min_count, min_gaussian_occupancy=config.first_min_gaussian_occupancy,
                 seed=config.seed)

@@ -67,6 +67,18 @@ class GmmHmm:
         out[1:] = arr[1:]
         return out
 
+    def tid2phone(self) -> np.ndarray:
+        """Array mapping transition-id → phone (index 0, the epsilon, maps to 0)."""
+        tm = self.trans_model
+        out = np.zeros(tm.num_transition_ids + 1, dtype=np.int64)
+        out[1:] = [tm.transition_id_to_phone(t) for t in range(1, tm.num_transition_ids + 1)]
+        return out
+
+    def phones_of_pdfs(self, pdfs) -> list[int]:
+        """The phones whose HMM states use any of ``pdfs`` (sorted)."""
+        tid2pdf, tid2phone = self.tid2pdf(), self.tid2phone()
+        return sorted(set(tid2phone[np.isin(tid2pdf, np.asarray(list(pdfs)))].tolist()) - {0})
+
     def save(self, out_dir: str | Path, name: str = "final") -> None:
         """Write ``tree``, ``<name>.mdl`` (Kaldi text) and ``<name>.pkl`` atomically."""
         out_dir = Path(out_dir)
