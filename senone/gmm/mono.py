@@ -20,6 +20,7 @@ import kaldifst
 import numpy as np
 
 from senone import SenoneError
+from senone.feats.source import num_frames
 from senone.gmm.align import compile_training_graphs, equal_align
 from senone.gmm.passes import (FeatureSource, PassConfig, PassRecord, accumulate, final_alignment, gmm_est,
                                load_checkpoint, run_passes, save_checkpoint)
@@ -106,16 +107,18 @@ def warn_unseen_pdfs(model: GmmHmm, occupancies: np.ndarray) -> list[int]:
 
 
 def _feature_frames(feats: FeatureSource) -> dict[str, int]:
-    return {utt: int(x.shape[0]) for utt, x in feats.items()}
+    return {utt: num_frames(feats, utt) for utt in feats.keys()}
 
 
 def train_mono(topo: khg.HmmTopology, lexicon_fst: kaldifst.StdVectorFst, disambig_phones: list[int],
                transcripts: Mapping[str, list[int]], feats: FeatureSource, dim: int, out_dir: str | Path,
-               config: MonoConfig = MonoConfig(), phone_sets: list[list[int]] | None = None) -> MonoResult:
+               config: MonoConfig = MonoConfig(), phone_sets: list[list[int]] | None = None,
+               streaming: bool = False) -> MonoResult:
     """Train a monophone system; writes ``final.{mdl,pkl}``, ``tree``, ``history.json`` into ``out_dir``.
 
     ``transcripts`` maps utterance ids to word-id sequences (OOV words already mapped to the OOV
-    id). Resumes from ``out_dir/checkpoint.pkl`` when a previous run was interrupted.
+    id). Resumes from ``out_dir/checkpoint.pkl`` when a previous run was interrupted. ``streaming``:
+    ``feats`` are read from storage on every pass; training graphs are then compiled when needed.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -138,7 +141,7 @@ def train_mono(topo: khg.HmmTopology, lexicon_fst: kaldifst.StdVectorFst, disamb
     inc_gauss = max((config.tot_gauss - model.num_pdfs) // max(config.max_iter_inc, 1), 0)
 
     t0 = time.time()
-    graphs = compile_training_graphs(model, lexicon_fst, disambig_phones, transcripts)
+    graphs = compile_training_graphs(model, lexicon_fst, disambig_phones, transcripts, lazy=streaming)
     log.info("compiled %d training graphs in %.1fs", len(graphs), time.time() - t0)
     missing = len(transcripts) - len(graphs)
     if missing:

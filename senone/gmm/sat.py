@@ -24,6 +24,7 @@ import numpy as np
 
 from senone.feats.fmllr import (FmllrResult, FmllrStats, apply_fmllr, compose_affine, estimate_fmllr_batch,
                                 identity_transform, read_fmllr_transforms, report_fmllr, write_fmllr_transforms)
+from senone.feats.source import FeatureMemory, through
 from senone.gmm.lda_mllt import frame_batches, frame_weights, tid_tables
 from senone.gmm.passes import FeatureSource
 from senone.gmm.stats import GmmParams
@@ -88,14 +89,15 @@ def estimate_transforms(model: GmmHmm, feats: FeatureSource, alignments: Mapping
     return {spk: r.matrix for spk, r in results.items()}
 
 
-def adapt(feats: Mapping[str, np.ndarray], utt2spk: Mapping[str, str],
-          transforms: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Features through their speaker's transform (identity for a speaker without one)."""
-    out = {}
-    for utt, x in feats.items():
+def adapt(feats: FeatureSource, utt2spk: Mapping[str, str], transforms: Mapping[str, np.ndarray],
+          memory: FeatureMemory = FeatureMemory()) -> FeatureSource:
+    """Features through their speaker's transform (identity for a speaker without one); computed now
+    (in memory) or when each utterance is read (streaming)."""
+    def one(utt: str, x: np.ndarray) -> np.ndarray:
         w = transforms.get(utt2spk[utt])
-        out[utt] = x if w is None else apply_fmllr(x, w)
-    return out
+        return x if w is None else apply_fmllr(x, w)
+
+    return through(feats, one, memory)
 
 
 def _latest_transforms(out_dir: Path, before: int) -> tuple[int, dict[str, np.ndarray]] | None:
@@ -111,10 +113,15 @@ def _latest_transforms(out_dir: Path, before: int) -> tuple[int, dict[str, np.nd
 
 
 def train_sat(lang: Lang, lexicon_fst: kaldifst.StdVectorFst, transcripts: Mapping[str, list[int]],
-              base_feats: Mapping[str, np.ndarray], utt2spk: Mapping[str, str], prev: GmmHmm,
+              base_feats: FeatureSource, utt2spk: Mapping[str, str], prev: GmmHmm,
               prev_alignments: Mapping[str, np.ndarray], out_dir: str | Path,
-              config: SatConfig = SatConfig()) -> tuple[TriResult, dict[str, np.ndarray]]:
-    """Train a SAT system; writes the stage files of :func:`train_triphone` plus ``trans.ark``."""
+              config: SatConfig = SatConfig(), memory: FeatureMemory = FeatureMemory()
+              ) -> tuple[TriResult, dict[str, np.ndarray]]:
+    """Train a SAT system; writes the stage files of :func:`train_triphone` plus ``trans.ark``.
+
+    ``memory`` says whether the adapted features are computed into memory after every transform
+    update or on every read from ``base_feats`` (streaming).
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     silence = set(lang.silence_phones)
@@ -146,10 +153,10 @@ def train_sat(lang: Lang, lexicon_fst: kaldifst.StdVectorFst, transcripts: Mappi
                     for spk, w in new.items()}
         state["transforms"] = composed
         write_fmllr_transforms(out_dir / f"trans.{it}.ark", composed)
-        return adapt(base_feats, utt2spk, composed)
+        return adapt(base_feats, utt2spk, composed, memory)
 
-    adapted = adapt(base_feats, utt2spk, transforms)
+    adapted = adapt(base_feats, utt2spk, transforms, memory)
     result = train_triphone(lang, lexicon_fst, transcripts, adapted, prev, prev_alignments, out_dir, config,
-                            hook=hook, name="tri3")
+                            hook=hook, name="tri3", streaming=not memory.in_memory)
     write_fmllr_transforms(out_dir / "trans.ark", state["transforms"])
     return result, state["transforms"]
