@@ -95,7 +95,8 @@ def main(args) -> None:
                                      {u: tokenizer(h) for u, h in hyps.items()}, log_mismatches=False)
             return res.total.rate
 
-        best_scale, rates = sweep_acoustic_scale(decode_cached, refs, [1.0 / w for w in weights], score)
+        best_scale, rates = sweep_acoustic_scale(decode_cached, refs, [1.0 / w for w in weights], score,
+                                                 extend=int(dconf.get("lm_weight_extend", 0)))
         best = cache[best_scale]
         sweep = {f"{1.0 / s:g}": r for s, r in rates.items()}
         best_weight = round(1.0 / best_scale, 6)

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from lhotse import MonoCut, SupervisionSegment
 from lhotse.features import Features
-from lhotse.features.io import NumpyFilesWriter
 
 from senone import SenoneError
 from senone.feats.cmvn import compute_cmvn_stats
@@ -23,9 +22,13 @@ from tests.test_lda_mllt import correlated_corpus, toy_lang
 
 
 def stored_cuts(feats: dict[str, np.ndarray], storage, speakers: int = 3) -> list[MonoCut]:
-    """Lhotse cuts whose (static) features live in numpy files, speakers assigned round robin."""
+    """Lhotse cuts whose (static) features live in a Kaldi feats.ark/feats.scp as the feats stage
+    writes them (one open reader per process: forked workers must not share it), speakers
+    assigned round robin."""
+    from senone.feats.extract import KaldiTwoByteWriter
+
     cuts = []
-    with NumpyFilesWriter(storage) as writer:
+    with KaldiTwoByteWriter(storage) as writer:
         for i, (utt, x) in enumerate(sorted(feats.items())):
             key = writer.write(utt, x)
             dur = round(len(x) * 0.01, 8)
@@ -138,3 +141,32 @@ def test_streamed_statistics_keep_peak_memory_bounded(tmp_path):
     assert small_held > small_size and big_held > big_size > 2.9 * small_size
     assert big_peak < 1.25 * small_peak, (small_peak, big_peak)
     assert big_peak < 0.5 * big_size, (big_peak, big_size)
+
+
+def _read_shard(utts: list[str]) -> list[str]:
+    from senone.parallel import shared
+
+    s = shared()
+    bad = []
+    for _ in range(3):
+        for u in utts:
+            try:
+                if not np.array_equal(s["feats"][u], s["expected"][u]):
+                    bad.append(u)
+            except Exception:  # a read that lands mid-object fails in Kaldi's reader
+                bad.append(u)
+    return bad
+
+
+def test_forked_workers_read_storage_through_their_own_handles(tmp_path):
+    """The parent's open feats.ark reader shares its file offset with forked children; reading
+    through it from several processes at once returns other utterances' bytes."""
+    from senone.parallel import map_shards
+
+    rng = np.random.default_rng(1)
+    static = {f"u{i:03d}": rng.normal(size=(240, 16)).astype(np.float32) for i in range(400)}
+    cuts = stored_cuts(static, tmp_path / "s")
+    lazy = CutFeatures(cuts, compute_cmvn_stats(cuts))
+    expected = {u: lazy[u] for u in lazy}  # the parent has its reader open now
+    bad = map_shards(_read_shard, sorted(static), 2, feats=lazy, expected=expected)
+    assert bad == [[], []]

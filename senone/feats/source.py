@@ -17,6 +17,7 @@ number of copies the stage keeps) without reading any feature.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
@@ -32,11 +33,26 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_FEATURE_MEMORY_GB = 4.0
 
 
+_HANDLES_PID = os.getpid()
+
+
+def _own_file_handles() -> None:
+    """Drop the storage readers inherited through ``fork``: Lhotse keeps one open reader per
+    feats.scp, and a forked worker shares its file offset with the parent, so reading through it
+    from two processes at once returns other utterances' bytes. The worker opens its own."""
+    global _HANDLES_PID
+    if os.getpid() != _HANDLES_PID:
+        from lhotse.features.io import close_cached_file_handles
+
+        close_cached_file_handles()
+        _HANDLES_PID = os.getpid()
+
+
 class CutFeatures(Mapping):
     """CMVN-normalised static features of Lhotse cuts, read from storage on every access.
 
     Keeps only the cut manifests (recordings dropped), so memory grows with the number of cuts,
-    not with the audio.
+    not with the audio. Safe to read from forked workers (each opens its own storage handles).
     """
 
     def __init__(self, cuts: Iterable, cmvn_stats: Mapping[str, CmvnStats], norm_vars: bool = False,
@@ -51,6 +67,7 @@ class CutFeatures(Mapping):
         self.speaker = speaker
 
     def __getitem__(self, utt: str) -> np.ndarray:
+        _own_file_handles()
         return load_gmm_features(self._cuts[utt], self.cmvn_stats, deltas=False, norm_vars=self.norm_vars,
                                  speaker=self.speaker)
 
