@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+NOTES_MARKER = "<!-- notes: kept when this file is regenerated -->"
 
 TARGETS = {
     "run to a mono CER (stages on its path, wall)": ("mono_path_wall", "<=", 600.0, "s"),
@@ -192,7 +193,10 @@ def main() -> None:
     for name, b in bench.items():
         lines.append(f"| {name} | {b['wall']:.1f} | {b['cpu']:.1f} | {b['max_rss_mb']:.0f} |")
     lines += ["", f"Whole run wall time: {total:.0f} s.", ""]
-    Path(args.out).write_text("\n".join(lines), encoding="utf-8")
+    out = Path(args.out)
+    if out.is_file() and NOTES_MARKER in out.read_text(encoding="utf-8"):  # hand-written notes survive a rerun
+        lines += [NOTES_MARKER + out.read_text(encoding="utf-8").split(NOTES_MARKER, 1)[1].rstrip("\n"), ""]
+    out.write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))
 
 
