@@ -280,7 +280,17 @@ def _read_ints(path: Path) -> list[int]:
 
 
 def _read_sets(path: Path) -> list[list[int]]:
-    return [[int(x) for x in line.split()] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    """Phone sets (sets.int, extra_questions.int): one set of phone ids per line."""
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append([int(x) for x in line.split()])
+        except ValueError:
+            raise SenoneError(f"{path}:{n}: expected phone ids (integers), got {line.strip()!r}; write phone ids "
+                              "as in phones.txt (the .txt file next to it has the names)") from None
+    return out
 
 
 @dataclass(frozen=True)
