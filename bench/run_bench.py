@@ -59,6 +59,17 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({model}), {mem:.0f} GiB RAM, Python {platform.python_version()}, {platform.system()}"
 
 
+def stage_cpu_seconds(log_path: Path) -> float | None:
+    """The process-tree CPU time a step logs when it ends (senone.cli.run), or None."""
+    if not log_path.is_file():
+        return None
+    found = None
+    for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if "CPU time of the process tree:" in line:
+            found = float(line.split("CPU time of the process tree:")[1].split()[0])
+    return found
+
+
 def audio_seconds(work: Path, recipe: str, split: str) -> float:
     from lhotse import CutSet
 
@@ -79,6 +90,7 @@ def main() -> None:
 
     work = Path(args.workdir)
     if not args.report_only:
+        load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
         if work.exists():
             shutil.rmtree(work)
         work.mkdir(parents=True)
@@ -87,6 +99,7 @@ def main() -> None:
         t0 = time.time()
         proc = subprocess.run(cmd, capture_output=True, text=True)
         (work / "total_wall_seconds.txt").write_text(f"{time.time() - t0:.1f}\n")
+        (work / "load.txt").write_text(load_before + "\n" + " ".join(f"{x:.2f}" for x in os.getloadavg()) + "\n")
         if proc.returncode != 0:
             sys.exit(f"benchmark run failed:\n{proc.stderr[-3000:]}")
     total = float((work / "total_wall_seconds.txt").read_text())
@@ -121,6 +134,14 @@ def main() -> None:
         pass_rows.append(f"| {s} | {len(passes)} | {acc_s / hours:.2f} | {ali_s / hours:.2f} |")
     results_md = (exp / "RESULTS.md").read_text()
     flags = (f" --recipe {args.recipe}" if args.recipe != "synth_zh" else "") + "".join(f" --set {kv}" for kv in args.set)
+    gmm_rows = []
+    for s in systems:
+        cpu = stage_cpu_seconds(exp / s / "log" / "train.log")
+        gmm_rows.append(f"| {s} | {bench[s]['wall']:.1f} | {cpu:.1f} |" if cpu is not None else
+                        f"| {s} | {bench[s]['wall']:.1f} | n/a |")
+    figures["gmm_cpu"] = sum(stage_cpu_seconds(exp / s / "log" / "train.log") or 0.0 for s in systems)
+    load_file = work / "load.txt"
+    load = load_file.read_text().split("\n") if load_file.is_file() else ["n/a", "n/a"]
 
     lines = [
         "# Benchmarks",
@@ -128,6 +149,9 @@ def main() -> None:
         f"Machine: {machine()}.",
         f"Date: {dt.date.today().isoformat()}. Command: `.venv/bin/python bench/run_bench.py --cores {args.cores}{flags}` "
         f"(a fresh `snakemake --cores {args.cores} decode` of recipe `{args.recipe}` in an empty directory).",
+        "",
+        f"Machine load (1, 5, 15 min load averages; the machine is shared): before the run {load[0]}, "
+        f"after it {load[1]} (the run itself adds about 2). Wall times grow with the load; CPU times much less.",
         "",
         f"Audio: train {audio['train'] / 3600:.2f} h, dev {audio['dev'] / 60:.1f} min, test {audio['test'] / 60:.1f} min.",
         "",
@@ -143,6 +167,13 @@ def main() -> None:
         ok = value <= bound if op == "<=" else value >= bound
         lines.append(f"| {name} | {value:.3g} {unit} | {op} {bound:g} | {'yes' if ok else 'NO'} |")
     lines += [
+        "",
+        "GMM stages (wall from Snakemake, CPU of the whole process tree from each step's log):",
+        "",
+        "| stage | wall s | CPU s |",
+        "|---|---|---|",
+        *gmm_rows,
+        f"| total | {figures['gmm_wall']:.1f} | {figures['gmm_cpu']:.1f} |",
         "",
         f"Decoding search alone (decoder wall × jobs, without loading features and the graph): "
         f"{figures['decode_search_cpu_per_audio']:.3f} CPU s per audio s.",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import logging
 import os
 import sys
@@ -50,6 +51,11 @@ def run(main: Callable[[argparse.Namespace], None], parser: argparse.ArgumentPar
     setup_logging(args.log, args.verbose)
     try:
         main(args)
+        t = os.times()
+        logging.getLogger("senone").info(
+            "CPU time of the process tree: %.1f s (user %.1f s, system %.1f s; finished workers included)",
+            t.user + t.system + t.children_user + t.children_system, t.user + t.children_user,
+            t.system + t.children_system)
     except SenoneError as exc:
         logging.getLogger("senone").error("%s", exc)
         print(f"error: {exc}", file=sys.stderr)

@@ -8,12 +8,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from lhotse import CutSet
-
-from senone import SenoneError
 from senone.cli import base_parser, parse_conf, run
-from senone.feats import load_cmvn_stats
-from senone.feats.transform import iter_static_features
+from senone.feats.source import FeatureMemory, training_features
 from senone.gmm.lda_mllt import LdaMlltConfig, train_lda_mllt
 from senone.hmm.model import GmmHmm
 from senone.io import read_alignments, require_file, write_alignments
@@ -31,16 +27,16 @@ def main(args) -> None:
     transcripts = training_transcripts(lang, conf, args.train_cuts)
     fconf = conf.get("features", {}).get("gmm", {})
     norm_vars = bool(fconf.get("cmvn_norm_vars", False))
-    cuts = CutSet.from_file(require_file(args.feats, "feats"))
-    cmvn = load_cmvn_stats(require_file(args.cmvn, "feats"))
-    static = dict(iter_static_features(cuts, cmvn, norm_vars))
-    if not static:
-        raise SenoneError(f"{args.feats}: no training features")
+    cfg = stage_config(conf, args.stage, LdaMlltConfig, args.threads)
+    static = training_features(args.feats, args.cmvn, norm_vars)
+    # static features, stage features, and briefly the re-transformed ones after an MLLT update
+    memory = FeatureMemory.for_stage(static, static.static_dim + 2 * cfg.lda_dim,
+                                     conf["gmm"].get("max_feature_memory_gb"), args.stage)
     prev = GmmHmm.load(args.prev)
     prev_ali = read_alignments(require_file(Path(args.prev) / "ali.ark", "the previous GMM stage"))
-    cfg = stage_config(conf, args.stage, LdaMlltConfig, args.threads)
     cfg.cmvn_norm_vars = norm_vars
-    result = train_lda_mllt(lang, lang.read_L(), transcripts, static, prev, prev_ali, args.out, cfg, name=args.stage)
+    result = train_lda_mllt(lang, lang.read_L(), transcripts, memory.hold(static), prev, prev_ali, args.out, cfg,
+                            name=args.stage, memory=memory)
     write_alignments(Path(args.out) / "ali.ark", result.alignments)
     plot_training_curve([asdict(h) for h in result.history], Path(args.out) / "training_curve.png",
                         title=f"{args.stage} (LDA+MLLT): {result.model.num_pdfs} leaves, "

@@ -7,13 +7,13 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from lhotse import CutSet
+from typing import Mapping
 
-from senone import SenoneError
 from senone.cli import base_parser, parse_conf, run
-from senone.feats import iter_gmm_features, load_cmvn_stats
+from senone.feats.source import FeatureMemory, through, training_features
+from senone.feats.transform import StageFeatures
 from senone.gmm.mono import MonoConfig, train_mono
-from senone.io import require_file, write_alignments
+from senone.io import write_alignments
 from senone.lang import load_lang
 from senone.score.report import plot_training_curve
 from senone.lang.transcripts import load_transcripts, to_word_ids, transcript_units
@@ -21,12 +21,16 @@ from senone.lang.transcripts import load_transcripts, to_word_ids, transcript_un
 log = logging.getLogger("senone.steps.train_mono")
 
 
-def load_feature_cache(cuts_path: str, cmvn_path: str, feat_conf: dict) -> dict:
-    """All training features in memory (float32, Δ+ΔΔ applied): 2 h of audio is about 140 MB."""
-    cuts = CutSet.from_file(require_file(cuts_path, "feats"))
-    cmvn = load_cmvn_stats(require_file(cmvn_path, "feats"))
-    return dict(iter_gmm_features(cuts, cmvn, norm_vars=feat_conf.get("cmvn_norm_vars", False),
-                                  delta_order=feat_conf.get("delta_order", 2)))
+def delta_features(cuts_path: str, cmvn_path: str, conf: dict, stage: str) -> tuple[Mapping, FeatureMemory]:
+    """Δ+ΔΔ training features (float32): in memory (2 h of audio is about 140 MB) unless they exceed
+    ``gmm.max_feature_memory_gb``, then read and computed from storage on every pass."""
+    feat_conf = conf["features"]["gmm"]
+    norm_vars = bool(feat_conf.get("cmvn_norm_vars", False))
+    static = training_features(cuts_path, cmvn_path, norm_vars)
+    pipeline = StageFeatures(kind="deltas", cmvn_norm_vars=norm_vars, delta_order=int(feat_conf.get("delta_order", 2)))
+    memory = FeatureMemory.for_stage(static, pipeline.output_dim(static.static_dim),
+                                     conf["gmm"].get("max_feature_memory_gb"), stage)
+    return through(static, lambda _utt, x: pipeline.apply(x), memory), memory
 
 
 def main(args) -> None:
@@ -36,19 +40,17 @@ def main(args) -> None:
     units = transcript_units(load_transcripts(args.train_cuts), unit)
     transcripts, num_oov = to_word_ids(units, lang.words, lang.oov_word, args.train_cuts)
     log.info("%d training transcripts, %d OOV tokens mapped to %s", len(transcripts), num_oov, lang.oov_word)
-    feats = load_feature_cache(args.feats, args.cmvn, conf["features"]["gmm"])
-    if not feats:
-        raise SenoneError(f"{args.feats}: no training features")
-    missing = set(transcripts) - set(feats)
+    feats, memory = delta_features(args.feats, args.cmvn, conf, "mono")
+    missing = set(transcripts) - set(feats.keys())
     if missing:
         log.warning("%d transcripts have no features (skipped at the feature stage)", len(missing))
-    dim = next(iter(feats.values())).shape[1]
+    dim = feats[next(iter(feats.keys()))].shape[1]
     mono = dict(conf["gmm"]["mono"])
     mono["realign_iters"] = tuple(mono.get("realign_iters", ()))
     mono.setdefault("num_jobs", args.threads)
     cfg = MonoConfig(**mono)
     result = train_mono(lang.topology(), lang.read_L(), lang.disambig_phones, transcripts, feats, dim, args.out, cfg,
-                        phone_sets=lang.phone_sets)
+                        phone_sets=lang.phone_sets, streaming=not memory.in_memory)
     write_alignments(Path(args.out) / "ali.ark", result.alignments)
     plot_training_curve([asdict(h) for h in result.history], Path(args.out) / "training_curve.png",
                         title=f"monophone: {result.model.num_pdfs} pdfs, {result.model.num_gauss} Gaussians")

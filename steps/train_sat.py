@@ -10,12 +10,10 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from lhotse import CutSet
-
 from senone import SenoneError
 from senone.cli import base_parser, parse_conf, run
-from senone.feats import load_cmvn_stats, speaker_of
-from senone.feats.transform import MATRIX_FILE, PIPELINE_FILE, iter_static_features, stage_features
+from senone.feats.source import FeatureMemory, through, training_features
+from senone.feats.transform import MATRIX_FILE, PIPELINE_FILE, stage_features
 from senone.gmm.sat import SatConfig, train_sat
 from senone.hmm.model import GmmHmm
 from senone.io import atomic_path, read_alignments, require_file, write_alignments, write_json
@@ -31,18 +29,20 @@ def main(args) -> None:
     conf = parse_conf(args.conf)
     lang = load_lang(args.lang)
     transcripts = training_transcripts(lang, conf, args.train_cuts)
-    cuts = CutSet.from_file(require_file(args.feats, "feats"))
-    utt2spk = {c.id: speaker_of(c) for c in cuts}
-    cmvn = load_cmvn_stats(require_file(args.cmvn, "feats"))
     prev_dir, out = Path(args.prev), Path(args.out)
     pipeline = stage_features(prev_dir, conf["features"]["gmm"])
     if pipeline.kind != "lda":
         raise SenoneError(f"{prev_dir}: SAT runs on LDA+MLLT features; point --prev at the LDA+MLLT stage (tri2)")
-    base = pipeline.apply_all(iter_static_features(cuts, cmvn, pipeline.cmvn_norm_vars))
+    static = training_features(args.feats, args.cmvn, pipeline.cmvn_norm_vars)
+    utt2spk = {utt: static.speaker(static.cut(utt)) for utt in static}
+    # the LDA+MLLT features, the adapted ones, and briefly the newly adapted ones after an fMLLR update
+    memory = FeatureMemory.for_stage(static, 3 * pipeline.output_dim(static.static_dim),
+                                     conf["gmm"].get("max_feature_memory_gb"), args.stage)
+    base = through(static, lambda _utt, x: pipeline.apply(x), memory)
     prev = GmmHmm.load(prev_dir)
     prev_ali = read_alignments(require_file(prev_dir / "ali.ark", "the previous GMM stage"))
     cfg = stage_config(conf, args.stage, SatConfig, args.threads)
-    result, transforms = train_sat(lang, lang.read_L(), transcripts, base, utt2spk, prev, prev_ali, out, cfg)
+    result, transforms = train_sat(lang, lang.read_L(), transcripts, base, utt2spk, prev, prev_ali, out, cfg, memory)
     # the stage's input features are the previous stage's: its matrix, plus per-speaker fMLLR on top
     with atomic_path(out / MATRIX_FILE) as tmp:
         shutil.copyfile(prev_dir / MATRIX_FILE, tmp)

@@ -14,7 +14,7 @@ from senone.io import read_alignments, write_alignments
 from senone.lang import load_lang
 from senone.score.report import plot_training_curve
 from steps.stage_common import add_stage_args, stage_config, training_transcripts
-from steps.train_mono import load_feature_cache
+from steps.train_mono import delta_features
 
 log = logging.getLogger("senone.steps.train_tri")
 
@@ -23,11 +23,12 @@ def main(args) -> None:
     conf = parse_conf(args.conf)
     lang = load_lang(args.lang)
     transcripts = training_transcripts(lang, conf, args.train_cuts)
-    feats = load_feature_cache(args.feats, args.cmvn, conf["features"]["gmm"])
+    feats, memory = delta_features(args.feats, args.cmvn, conf, args.stage)
     prev = GmmHmm.load(args.prev)
     prev_ali = read_alignments(Path(args.prev) / "ali.ark")
     cfg = stage_config(conf, args.stage, TriConfig, args.threads)
-    result = train_triphone(lang, lang.read_L(), transcripts, feats, prev, prev_ali, args.out, cfg, name=args.stage)
+    result = train_triphone(lang, lang.read_L(), transcripts, feats, prev, prev_ali, args.out, cfg, name=args.stage,
+                            streaming=not memory.in_memory)
     write_alignments(Path(args.out) / "ali.ark", result.alignments)
     plot_training_curve([asdict(h) for h in result.history], Path(args.out) / "training_curve.png",
                         title=f"{args.stage}: {result.model.num_pdfs} leaves, {result.model.num_gauss} Gaussians")

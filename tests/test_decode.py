@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 import sys
 from pathlib import Path
 
 import kaldi_hmm_gmm as khg
+
 import numpy as np
 import pytest
 
@@ -194,6 +196,28 @@ def test_sweep_picks_lowest_error_and_breaks_ties_towards_default():
     with pytest.raises(SenoneError):
         sweep_acoustic_scale(decode_fn, {}, [], score_fn)
     assert lmwt_scales([10]) == [0.1]
+
+
+def test_sweep_extends_past_the_end_of_the_grid_only_when_the_best_is_there():
+    calls = []
+
+    def decode_fn(scale):
+        calls.append(scale)
+        return {"u": [scale]}
+
+    def error(hyps, refs):  # optimum at scale 0.04 (LM weight 25), below the grid
+        return abs(math.log(hyps["u"][0] / 0.04))
+
+    best, rates = sweep_acoustic_scale(decode_fn, {}, [0.1, 0.0625, 0.05], error, extend=3)
+    assert calls[:3] == [0.05, 0.0625, 0.1]
+    assert calls[3:] == pytest.approx([0.05 / 1.2, 0.05 / 1.44])  # the second one is worse: stop
+    assert best == pytest.approx(0.05 / 1.2) and list(rates) == sorted(rates)
+    calls.clear()
+    best, _ = sweep_acoustic_scale(decode_fn, {}, [0.1, 0.04, 0.02], error, extend=3)
+    assert best == 0.04 and len(calls) == 3  # interior optimum: nothing extra
+    calls.clear()
+    sweep_acoustic_scale(decode_fn, {}, [0.2, 0.1], error, extend=2)
+    assert len(calls) == 4  # still at the edge after both extra decodes: bounded by extend
 
 
 def test_sweep_on_real_decodes(system):

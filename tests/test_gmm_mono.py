@@ -154,3 +154,17 @@ def test_checkpoint_of_other_settings_is_not_resumed(tmp_path):
     assert [h.iteration for h in result.history] == [0, 1, 2]  # trained from the flat start again
     assert result.model.num_gauss <= 12
     assert (tmp_path / "checkpoint.stale.pkl").exists()
+
+
+def test_phone_never_seen_in_training_is_named(tmp_path, caplog):
+    """Transcripts without word B: phone 3 ('b') gets no frames; mono says so and keeps its Gaussian."""
+    transcripts, feats, _ = toy_hmm.make_corpus(40, seed=6)
+    keep = {u: w for u, w in transcripts.items() if 2 not in w and 3 not in w}
+    cfg = MonoConfig(num_iters=3, max_iter_inc=2, tot_gauss=12, realign_iters=(1, 2), init_subset=10)
+    with caplog.at_level("WARNING", logger="senone.gmm.mono"):
+        res = train_mono(toy_hmm.topology(), toy_hmm.lexicon_fst(), [], keep, {u: feats[u] for u in keep},
+                         toy_hmm.DIM, tmp_path, cfg)
+    msgs = [r.getMessage() for r in caplog.records if "no training frames" in r.getMessage()]
+    assert len(msgs) == 1 and "3 of 9 pdfs" in msgs[0] and "phones [3]" in msgs[0]
+    unseen = res.model.am.get_pdf(res.model.tid2pdf()[res.model.tid2phone() == 3][0])
+    assert unseen.num_gauss == 1 and np.isfinite(np.asarray(unseen.gconsts)).all()

@@ -191,6 +191,16 @@ def test_prepare_lang_tables_and_files(tmp_path):
         prepare_lang(_toy_lexicon(), tmp_path / "lang2", position_dependent=True)
 
 
+def test_hand_edited_question_set_with_a_phone_name_is_reported(tmp_path):
+    """extra_questions.int must hold phone ids; a name there is an error naming the file and line
+    (a phone id unknown to the topology is caught when the tree's questions are compiled)."""
+    prepare_lang(_toy_lexicon(), tmp_path / "lang")
+    q = tmp_path / "lang" / "phones" / "extra_questions.int"
+    q.write_text(q.read_text(encoding="utf-8") + "3 a1\n", encoding="utf-8")
+    with pytest.raises(SenoneError, match=r"extra_questions\.int:\d+: expected phone ids.*'3 a1'"):
+        load_lang(tmp_path / "lang")
+
+
 def test_lexicon_fsts_map_phones_to_words(tmp_path):
     lang = prepare_lang(_toy_lexicon(), tmp_path / "lang", sil_prob=0.5)
     L = lang.read_L()

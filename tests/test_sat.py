@@ -65,3 +65,15 @@ def test_each_speaker_gets_a_transform_and_a_tiny_one_keeps_identity(world):
     adapted = adapt(feats, utt2spk, transforms)
     u = next(u for u, s in utt2spk.items() if s == "tiny")
     np.testing.assert_allclose(adapted[u], feats[u], atol=1e-5)
+
+
+def test_transforms_do_not_depend_on_the_number_of_jobs(world):
+    """Speakers, not utterances, are sharded: each speaker's statistics are summed in the same order."""
+    root, feats, utt2spk, tri, _, _ = world
+    from senone.gmm.sat import estimate_transforms
+
+    one, two = (estimate_transforms(tri.model, feats, tri.alignments, utt2spk, {1}, min_count=200.0, num_jobs=n) for n in (1, 2))
+    assert sorted(one) == sorted(two) == ["s0", "s1", "tiny"]
+    for spk in one:
+        np.testing.assert_array_equal(one[spk], two[spk])
+    assert np.abs(one["s0"] - identity_transform(one["s0"].shape[0])).max() > 0.05

@@ -369,9 +369,13 @@ def test_stub_map_is_kaldis():
 # gmm-init-model and convert-ali
 # --------------------------------------------------------------------------------------------
 
-def test_init_model_from_tree(world):
+def test_init_model_from_tree(world, caplog):
     res, topo = world["result"], world["topo"]
-    tm, am = init_model_from_tree(res.tree, res.leaf_stats, topo)
+    with caplog.at_level("WARNING", logger="senone.hmm.tree"):
+        tm, am = init_model_from_tree(res.tree, res.leaf_stats, topo)
+    # a phone never seen in training is named, with what was done about it
+    assert any(f"pdf-id {res.unseen_leaves[0]} has no statistics (phones [6])" in r.getMessage()
+               for r in caplog.records)
     assert tm.num_pdfs == am.num_pdfs == res.num_leaves
     ls = res.leaf_stats
     p = int(np.argmax(ls.count))

@@ -28,7 +28,7 @@ TINY = {
                      "mllt_iters": [2, 4]},
             "tri3": {"num_leaves": 150, "tot_gauss": 600, "num_iters": 8, "max_iter_inc": 5, "realign_iters": [3, 6],
                      "fmllr_iters": [2, 4]}},
-    "decode": {"lm_weights": [7, 10, 13]},
+    "decode": {"lm_weights": [7, 10, 13], "lm_weight_extend": 0},
 }
 
 

@@ -51,4 +51,4 @@ def first_pass_transforms(si_dir: Path, sat: GmmHmm, feats: Mapping[str, np.ndar
     ali = {u: np.asarray(r.alignment, dtype=np.int32) for u, r in results.items() if r.alignment}
     converted = convert_alignments(si.trans_model, sat.trans_model, sat.ctx_dep, ali)
     return estimate_transforms(sat, feats, converted, utt2spk, silence_phones, silence_weight=silence_weight,
-                               min_count=min_count)
+                               min_count=min_count, num_jobs=num_jobs)

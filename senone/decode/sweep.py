@@ -40,6 +40,8 @@ def sweep_acoustic_scale(
     score_fn: Callable[[Mapping[str, Any], Mapping[str, Any]], float],
     *,
     default: float = DEFAULT_ACOUSTIC_SCALE,
+    extend: int = 0,
+    step: float = 1.2,
 ) -> tuple[float, dict[float, float]]:
     """Decode with each scale, score against ``refs``, return ``(best_scale, {scale: error_rate})``.
 
@@ -49,6 +51,10 @@ def sweep_acoustic_scale(
     scale (0.05 and 0.2 are equally far from 0.1), then to the smaller scale: with no evidence
     either way we stay with the conventional value. The rate dict is in ascending scale order.
     Cache the decodes inside ``decode_fn`` if you want the winner's hypotheses without decoding again.
+
+    ``extend``: while the best scale is the smallest (or largest) tried, try up to ``extend`` more
+    beyond that end, each ``step`` times further (LM weight × 1.2), so an optimum outside the grid
+    is found rather than reported at its edge; an interior optimum costs nothing extra.
     """
     uniq = sorted({float(s) for s in scales})
     if not uniq:
@@ -57,14 +63,37 @@ def sweep_acoustic_scale(
         raise SenoneError(f"acoustic-scale sweep: scales must be > 0, got {uniq[0]}")
     if default <= 0:
         raise SenoneError(f"acoustic-scale sweep: default must be > 0, got {default}")
+    if step <= 1.0:
+        raise SenoneError(f"acoustic-scale sweep: the extension step must be > 1, got {step}")
     rates: dict[float, float] = {}
-    for scale in uniq:
+
+    def try_scale(scale: float) -> None:
         hyps = {utt: _hyp_words(h) for utt, h in decode_fn(scale).items()}
         rate = float(score_fn(hyps, refs))
         if math.isnan(rate):
             raise SenoneError(f"acoustic-scale sweep: score_fn returned NaN at scale {scale}")
         rates[scale] = rate
         log.info("acoustic scale %.4f (LM weight %.2f): error rate %.4f", scale, 1.0 / scale, rate)
-    best = min(uniq, key=lambda s: (rates[s], abs(math.log(s / default)), s))
-    log.info("acoustic scale sweep: best %.4f (error rate %.4f) of %d", best, rates[best], len(uniq))
-    return best, rates
+
+    def best_scale() -> float:
+        return min(rates, key=lambda s: (rates[s], abs(math.log(s / default)), s))
+
+    for scale in uniq:
+        try_scale(scale)
+    for _ in range(extend):
+        best, lowest, highest = best_scale(), min(rates), max(rates)
+        if best == lowest and len(rates) > 1:
+            next_scale = lowest / step
+        elif best == highest and len(rates) > 1:
+            next_scale = highest * step
+        else:
+            break
+        log.info("acoustic scale sweep: the best (%.4f) is at the end of the grid; trying %.4f (LM weight %.2f)",
+                 best, next_scale, 1.0 / next_scale)
+        try_scale(next_scale)
+    best = best_scale()
+    if best in (min(rates), max(rates)) and len(rates) > 1:
+        log.warning("acoustic scale sweep: the best scale %.4f (LM weight %.2f) is at the end of the range tried; "
+                    "widen decode.lm_weights or raise decode.lm_weight_extend", best, 1.0 / best)
+    log.info("acoustic scale sweep: best %.4f (error rate %.4f) of %d", best, rates[best], len(rates))
+    return best, dict(sorted(rates.items()))

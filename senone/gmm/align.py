@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from collections.abc import Mapping
+from typing import Iterable
 
 import kaldi_hmm_gmm as khg
 import kaldifst
@@ -35,13 +36,48 @@ class AlignStats:
         return self.tot_like / max(self.num_frames, 1)
 
 
-def compile_training_graphs(model: GmmHmm, lexicon_fst: kaldifst.StdVectorFst, disambig_phones: list[int],
-                            transcripts: Mapping[str, list[int]]) -> dict[str, kaldifst.StdVectorFst]:
-    """One HCLG-like acceptor per utterance (no transition probabilities yet), keyed by utterance id."""
+def _graph_compiler(model: GmmHmm, lexicon_fst: kaldifst.StdVectorFst,
+                    disambig_phones: list[int]) -> khg.TrainingGraphCompiler:
     opts = khg.TrainingGraphCompilerOptions()
     opts.transition_scale = 0.0
     opts.self_loop_scale = 0.0
-    compiler = khg.TrainingGraphCompiler(model.trans_model, model.ctx_dep, lexicon_fst, list(disambig_phones), opts)
+    return khg.TrainingGraphCompiler(model.trans_model, model.ctx_dep, lexicon_fst, list(disambig_phones), opts)
+
+
+class LazyTrainingGraphs(Mapping):
+    """Training graphs compiled when asked (``compile-train-graphs`` per utterance, every time).
+
+    For corpora whose features are streamed: 2 h of graphs take ~90 MB, 150 h would take ~7 GB.
+    Compiling costs about a third of aligning the utterance, paid on each realignment; forked
+    alignment workers compile their own shard.
+    """
+
+    def __init__(self, model: GmmHmm, lexicon_fst: kaldifst.StdVectorFst, disambig_phones: list[int],
+                 transcripts: Mapping[str, list[int]]):
+        self._compiler = _graph_compiler(model, lexicon_fst, disambig_phones)
+        self._transcripts = transcripts
+
+    def __getitem__(self, utt: str) -> kaldifst.StdVectorFst:
+        return self._compiler.compile_graph_from_text(list(self._transcripts[utt]))
+
+    def __iter__(self):
+        return iter(self._transcripts)
+
+    def __len__(self) -> int:
+        return len(self._transcripts)
+
+    def __contains__(self, utt: object) -> bool:
+        return utt in self._transcripts
+
+
+def compile_training_graphs(model: GmmHmm, lexicon_fst: kaldifst.StdVectorFst, disambig_phones: list[int],
+                            transcripts: Mapping[str, list[int]], lazy: bool = False
+                            ) -> Mapping[str, kaldifst.StdVectorFst]:
+    """One HCLG-like acceptor per utterance (no transition probabilities yet), keyed by utterance id;
+    all compiled now, or (``lazy``) each when it is needed."""
+    if lazy:
+        return LazyTrainingGraphs(model, lexicon_fst, disambig_phones, transcripts)
+    compiler = _graph_compiler(model, lexicon_fst, disambig_phones)
     return {utt: compiler.compile_graph_from_text(list(words)) for utt, words in transcripts.items()}
 
 

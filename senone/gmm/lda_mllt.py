@@ -23,7 +23,7 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import kaldifst
 import numpy as np
@@ -32,6 +32,7 @@ from senone import SenoneError
 from senone.feats.deltas import splice
 from senone.feats.lda import LdaStats, compose_transforms, estimate_lda, read_kaldi_matrix, write_kaldi_matrix
 from senone.feats.mllt import MlltStats, estimate_mllt, transform_am_means, KALDI_MLLT_ITERS
+from senone.feats.source import FeatureMemory, num_frames, through
 from senone.feats.transform import MATRIX_FILE, StageFeatures, as_stored, write_feature_pipeline
 from senone.gmm.passes import FeatureSource, load_checkpoint
 from senone.gmm.stats import GmmParams
@@ -86,11 +87,7 @@ class LdaMlltResult(TriResult):
 
 def tid_tables(model: GmmHmm) -> tuple[np.ndarray, np.ndarray]:
     """(transition-id → pdf-id, transition-id → phone) arrays, index 0 unused."""
-    tm = model.trans_model
-    n = tm.num_transition_ids
-    phone = np.zeros(n + 1, dtype=np.int64)
-    phone[1:] = [tm.transition_id_to_phone(t) for t in range(1, n + 1)]
-    return model.tid2pdf(), phone
+    return model.tid2pdf(), model.tid2phone()
 
 
 def frame_weights(ali: np.ndarray, tid2phone: np.ndarray, silence_phones: Sequence[int],
@@ -106,7 +103,8 @@ def frame_weights(ali: np.ndarray, tid2phone: np.ndarray, silence_phones: Sequen
 # Statistics, serial or over forked workers (which share the parent's features copy-on-write)
 # --------------------------------------------------------------------------------------------
 
-def _batches(utts: list[str], feats: FeatureSource, alignments: Mapping[str, np.ndarray], batch_frames: int):
+def frame_batches(utts: list[str], alignments: Mapping[str, np.ndarray], batch_frames: int) -> Iterator[list[str]]:
+    """Consecutive groups of ``utts`` of at least ``batch_frames`` aligned frames (the last may be shorter)."""
     buf_u: list[str] = []
     n = 0
     for u in utts:
@@ -122,7 +120,7 @@ def _batches(utts: list[str], feats: FeatureSource, alignments: Mapping[str, np.
 def _lda_shard(utts: list[str]) -> LdaStats:
     s = shared()
     stats = LdaStats.zeros(s["num_pdfs"], s["dim"])
-    for batch in _batches(utts, s["static"], s["alignments"], s["batch_frames"]):
+    for batch in frame_batches(utts, s["alignments"], s["batch_frames"]):
         x, ids, w = [], [], []
         for u in batch:
             ali = s["alignments"][u]
@@ -139,7 +137,7 @@ def _checked_utts(feats: FeatureSource, alignments: Mapping[str, np.ndarray], wh
         ali = alignments.get(u)
         if ali is None:
             continue
-        if len(ali) != len(feats[u]):
+        if len(ali) != num_frames(feats, u):
             bad += 1
             continue
         utts.append(u)
@@ -166,7 +164,7 @@ def accumulate_lda_stats(prev: GmmHmm, alignments: Mapping[str, np.ndarray], sta
 def _mllt_shard(utts: list[str]) -> MlltStats:
     s = shared()
     stats = MlltStats.zeros(s["dim"])
-    for batch in _batches(utts, s["feats"], s["alignments"], s["batch_frames"]):
+    for batch in frame_batches(utts, s["alignments"], s["batch_frames"]):
         x, ids, w = [], [], []
         for u in batch:
             ali = s["alignments"][u]
@@ -202,8 +200,10 @@ class MlltHook:
     """
 
     def __init__(self, static_feats: FeatureSource, pipeline: StageFeatures, out_dir: str | Path,
-                 silence_phones: Sequence[int], config: LdaMlltConfig, updates: list[MlltUpdate] | None = None):
+                 silence_phones: Sequence[int], config: LdaMlltConfig, updates: list[MlltUpdate] | None = None,
+                 memory: FeatureMemory = FeatureMemory()):
         self.static_feats = static_feats
+        self.memory = memory
         self.pipeline = pipeline
         self.out_dir = Path(out_dir)
         self.silence_phones = list(silence_phones)
@@ -211,7 +211,7 @@ class MlltHook:
         self.updates: list[MlltUpdate] = list(updates or [])
         self.last_stats: MlltStats | None = None  # kept for inspection (tests)
         self.last_matrix: np.ndarray | None = None
-        self.feats: dict[str, np.ndarray] | None = None  # the features after the latest update
+        self.feats: FeatureSource | None = None  # the features after the latest update
 
     def __call__(self, it: int, model: GmmHmm, alignments: Mapping[str, np.ndarray],
                  feats: FeatureSource) -> FeatureSource | None:
@@ -228,7 +228,7 @@ class MlltHook:
         matrix = as_stored(compose_transforms(a, self.pipeline.matrix))
         write_kaldi_matrix(self.out_dir / f"{it}.mat", matrix)
         self.pipeline = StageFeatures.lda(matrix, self.pipeline.splice_left, self.pipeline.cmvn_norm_vars)
-        new_feats = self.pipeline.apply_all(self.static_feats.items())
+        new_feats = stage_features_of(self.static_feats, self.pipeline, self.memory)
         upd = MlltUpdate(iteration=it, frames=stats.beta, like_per_frame=stats.tot_loglike / max(stats.beta, 1e-10),
                          auxf_impr_per_frame=result.objf_impr_per_frame,
                          logdet=float(np.linalg.slogdet(a)[1]), seconds=time.time() - t0)
@@ -285,14 +285,22 @@ def _resume_state(out_dir: Path, config: LdaMlltConfig) -> tuple[np.ndarray, lis
     return read_kaldi_matrix(mats[latest]), updates, next_iter
 
 
+def stage_features_of(static_feats: FeatureSource, pipeline: StageFeatures, memory: FeatureMemory) -> FeatureSource:
+    """``static_feats`` through ``pipeline`` (splice + LDA·MLLT): computed now or on every read."""
+    return through(static_feats, lambda _utt, x: pipeline.apply(x), memory)
+
+
 def train_lda_mllt(lang: Lang, lexicon_fst: kaldifst.StdVectorFst, transcripts: Mapping[str, list[int]],
                    static_feats: FeatureSource, prev: GmmHmm, prev_alignments: Mapping[str, np.ndarray],
-                   out_dir: str | Path, config: LdaMlltConfig = LdaMlltConfig(), *, name: str = "tri2"
-                   ) -> LdaMlltResult:
+                   out_dir: str | Path, config: LdaMlltConfig = LdaMlltConfig(), *, name: str = "tri2",
+                   memory: FeatureMemory = FeatureMemory()) -> LdaMlltResult:
     """Train an LDA+MLLT triphone system; resumable per pass (see the module docstring).
 
     ``static_feats`` are CMVN-normalised static features (no deltas), e.g. from
-    :func:`senone.feats.transform.iter_static_features`. Writes what ``train_triphone`` writes plus
+    :func:`senone.feats.transform.iter_static_features` or a streaming
+    :class:`senone.feats.source.CutFeatures`; ``memory`` says whether the stage features are
+    computed once into memory or on every pass (and the static ones are then read from storage
+    whenever the LDA, MLLT or a pass needs them). Writes what ``train_triphone`` writes plus
     ``0.mat``/``lda.mat`` (LDA), ``<x>.mat`` per MLLT update, ``final.mat`` (what decoding applies),
     ``feature_pipeline.json``, ``lda.json`` and ``mllt.json``.
     """
@@ -330,12 +338,12 @@ def train_lda_mllt(lang: Lang, lexicon_fst: kaldifst.StdVectorFst, transcripts: 
             lda_summary = json.loads((out_dir / "lda.json").read_text(encoding="utf-8"))
     pipeline = StageFeatures.lda(matrix, config.splice, config.cmvn_norm_vars)
     t0 = time.time()
-    feats = pipeline.apply_all(static_feats.items())
+    feats = stage_features_of(static_feats, pipeline, memory)
     log.info("%d utterances through splice ±%d + %d×%d transform (%.1fs)", len(feats), config.splice,
              *matrix.shape, time.time() - t0)
-    hook = MlltHook(static_feats, pipeline, out_dir, lang.silence_phones, config, updates)
+    hook = MlltHook(static_feats, pipeline, out_dir, lang.silence_phones, config, updates, memory)
     tri = train_triphone(lang, lexicon_fst, transcripts, feats, prev, prev_alignments, out_dir, config, hook=hook,
-                         name=name)
+                         name=name, streaming=not memory.in_memory)
     final = hook.pipeline
     write_kaldi_matrix(out_dir / MATRIX_FILE, final.matrix)
     write_feature_pipeline(out_dir, final, static_dim)

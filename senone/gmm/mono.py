@@ -20,6 +20,7 @@ import kaldifst
 import numpy as np
 
 from senone import SenoneError
+from senone.feats.source import num_frames
 from senone.gmm.align import compile_training_graphs, equal_align
 from senone.gmm.passes import (FeatureSource, PassConfig, PassRecord, accumulate, final_alignment, gmm_est,
                                load_checkpoint, run_passes, save_checkpoint)
@@ -89,17 +90,35 @@ def init_mono_model(topo: khg.HmmTopology, feats: FeatureSource, dim: int, subse
     return GmmHmm(ctx_dep=ctx_dep, trans_model=trans_model, am=am)
 
 
+def warn_unseen_pdfs(model: GmmHmm, occupancies: np.ndarray) -> list[int]:
+    """Log the pdfs no training frame was aligned to, naming their phones; returns them.
+
+    A phone that never occurs in the training transcripts (or whose every utterance was skipped)
+    keeps the flat-start Gaussian: decoding can still hypothesise it, badly. Kaldi's gmm-est says
+    only that Gaussians had too little data; naming the phones tells the user what to fix
+    (the lexicon, the phone set or the data).
+    """
+    unseen = np.flatnonzero(np.asarray(occupancies) <= 0.0).tolist()
+    if unseen:
+        log.warning("%d of %d pdfs have no training frames; phones %s never occur in the training alignments and "
+                    "keep the flat-start Gaussian (check the lexicon and transcripts if they should)", len(unseen),
+                    model.num_pdfs, model.phones_of_pdfs(unseen))
+    return unseen
+
+
 def _feature_frames(feats: FeatureSource) -> dict[str, int]:
-    return {utt: int(x.shape[0]) for utt, x in feats.items()}
+    return {utt: num_frames(feats, utt) for utt in feats.keys()}
 
 
 def train_mono(topo: khg.HmmTopology, lexicon_fst: kaldifst.StdVectorFst, disambig_phones: list[int],
                transcripts: Mapping[str, list[int]], feats: FeatureSource, dim: int, out_dir: str | Path,
-               config: MonoConfig = MonoConfig(), phone_sets: list[list[int]] | None = None) -> MonoResult:
+               config: MonoConfig = MonoConfig(), phone_sets: list[list[int]] | None = None,
+               streaming: bool = False) -> MonoResult:
     """Train a monophone system; writes ``final.{mdl,pkl}``, ``tree``, ``history.json`` into ``out_dir``.
 
     ``transcripts`` maps utterance ids to word-id sequences (OOV words already mapped to the OOV
-    id). Resumes from ``out_dir/checkpoint.pkl`` when a previous run was interrupted.
+    id). Resumes from ``out_dir/checkpoint.pkl`` when a previous run was interrupted. ``streaming``:
+    ``feats`` are read from storage on every pass; training graphs are then compiled when needed.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -122,7 +141,7 @@ def train_mono(topo: khg.HmmTopology, lexicon_fst: kaldifst.StdVectorFst, disamb
     inc_gauss = max((config.tot_gauss - model.num_pdfs) // max(config.max_iter_inc, 1), 0)
 
     t0 = time.time()
-    graphs = compile_training_graphs(model, lexicon_fst, disambig_phones, transcripts)
+    graphs = compile_training_graphs(model, lexicon_fst, disambig_phones, transcripts, lazy=streaming)
     log.info("compiled %d training graphs in %.1fs", len(graphs), time.time() - t0)
     missing = len(transcripts) - len(graphs)
     if missing:
@@ -147,6 +166,7 @@ def train_mono(topo: khg.HmmTopology, lexicon_fst: kaldifst.StdVectorFst, disamb
         if not alignments:
             raise SenoneError("equal alignment failed for every utterance: are the features and transcripts of the same cuts?")
         stats = accumulate(model, feats, alignments, config.batch_frames, config.num_jobs)
+        warn_unseen_pdfs(model, stats.pdf_occupancies())
         gmm_est(model, stats, mixup=num_gauss, power=config.power, perturb_factor=config.perturb_factor,
                 mixup_min_count=config.mixup_min_count, min_gaussian_occupancy=config.first_min_gaussian_occupancy,
                 seed=config.seed)

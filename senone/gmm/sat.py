@@ -22,13 +22,16 @@ from typing import Mapping
 import kaldifst
 import numpy as np
 
-from senone.feats.fmllr import (FmllrStats, apply_fmllr, compose_affine, estimate_fmllr_per_speaker,
-                                identity_transform, read_fmllr_transforms, write_fmllr_transforms)
+from senone.feats.fmllr import (FmllrResult, FmllrStats, apply_fmllr, compose_affine, estimate_fmllr_batch,
+                                identity_transform, read_fmllr_transforms, report_fmllr, write_fmllr_transforms)
+from senone.feats.source import FeatureMemory, through
+from senone.gmm.lda_mllt import frame_batches, frame_weights, tid_tables
 from senone.gmm.passes import FeatureSource
 from senone.gmm.stats import GmmParams
 from senone.gmm.triphone import TriConfig, TriResult, train_triphone
 from senone.hmm.model import GmmHmm
 from senone.lang.prepare import Lang
+from senone.parallel import map_shards, shared
 
 log = logging.getLogger(__name__)
 
@@ -45,40 +48,56 @@ class SatConfig(TriConfig):
     fmllr_num_iters: int = 40
 
 
-def speech_weights(model: GmmHmm, alignment: np.ndarray, silence_phones: set[int], silence_weight: float) -> np.ndarray:
-    """Per-frame weights: ``silence_weight`` on frames of silence phones, 1 elsewhere."""
-    phones = np.fromiter((model.trans_model.transition_id_to_phone(int(t)) for t in alignment), dtype=np.int64,
-                         count=len(alignment))
-    return np.where(np.isin(phones, list(silence_phones)), silence_weight, 1.0)
-
-
-def estimate_transforms(model: GmmHmm, feats: Mapping[str, np.ndarray], alignments: Mapping[str, np.ndarray],
-                        utt2spk: Mapping[str, str], silence_phones: set[int], *, silence_weight: float = 0.0,
-                        min_count: float = 500.0, num_iters: int = 40) -> dict[str, np.ndarray]:
-    """``gmm-est-fmllr`` per speaker on ``feats`` (already through any earlier transform)."""
-    gmms = GmmParams.from_am(model.am)
-    tid2pdf = model.tid2pdf()
-    dim = next(iter(feats.values())).shape[1]
+def _fmllr_shard(speakers: list[str]) -> dict[str, FmllrResult]:
+    """Accumulate and estimate the transforms of some speakers (one worker of :func:`estimate_transforms`)."""
+    s = shared()
+    feats, alignments, dim = s["feats"], s["alignments"], s["dim"]
     stats: dict[str, FmllrStats] = {}
-    for utt, ali in alignments.items():
-        x = feats.get(utt)
-        if x is None:
-            continue
-        spk = utt2spk[utt]
-        st = stats.setdefault(spk, FmllrStats.zeros(dim))
-        st.accumulate(x, tid2pdf[ali], gmms, speech_weights(model, ali, silence_phones, silence_weight))
-    results = estimate_fmllr_per_speaker(stats, num_iters=num_iters, min_count=min_count)
+    for spk in speakers:
+        st = stats[spk] = FmllrStats.zeros(dim)
+        for batch in frame_batches(s["utts"][spk], alignments, s["batch_frames"]):
+            ali = np.concatenate([alignments[u] for u in batch])
+            x = np.concatenate([feats[u] for u in batch])
+            st.accumulate(x, s["tid2pdf"][ali], s["gmms"], s["tid_weight"][ali])
+    return estimate_fmllr_batch(stats, **s["opts"])
+
+
+def estimate_transforms(model: GmmHmm, feats: FeatureSource, alignments: Mapping[str, np.ndarray],
+                        utt2spk: Mapping[str, str], silence_phones: set[int], *, silence_weight: float = 0.0,
+                        min_count: float = 500.0, num_iters: int = 40, num_jobs: int = 1,
+                        batch_frames: int = 100_000) -> dict[str, np.ndarray]:
+    """``gmm-est-fmllr`` per speaker on ``feats`` (already through any earlier transform).
+
+    Speakers are split over ``num_jobs`` forked workers; each accumulates a speaker's statistics in
+    batches of about ``batch_frames`` frames (one E-step per batch, grouped by pdf: per utterance
+    the Python overhead dominated) and estimates its speakers' transforms together. A speaker's
+    batches never mix with another's, so its transform does not depend on the number of jobs.
+    """
+    utts: dict[str, list[str]] = {}
+    for utt in feats.keys():
+        if utt in alignments:
+            utts.setdefault(utt2spk[utt], []).append(utt)
+    if not utts:
+        return {}
+    tid2pdf, tid2phone = tid_tables(model)
+    tid_weight = frame_weights(np.arange(len(tid2phone)), tid2phone, sorted(silence_phones), silence_weight)
+    parts = map_shards(_fmllr_shard, sorted(utts), num_jobs, feats=feats, alignments=alignments, utts=utts,
+                       dim=model.dim, gmms=GmmParams.from_am(model.am), tid2pdf=tid2pdf, tid_weight=tid_weight,
+                       batch_frames=batch_frames, opts=dict(num_iters=num_iters, min_count=min_count))
+    results = {spk: r for part in parts for spk, r in part.items()}
+    report_fmllr(results, min_count)
     return {spk: r.matrix for spk, r in results.items()}
 
 
-def adapt(feats: Mapping[str, np.ndarray], utt2spk: Mapping[str, str],
-          transforms: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Features through their speaker's transform (identity for a speaker without one)."""
-    out = {}
-    for utt, x in feats.items():
+def adapt(feats: FeatureSource, utt2spk: Mapping[str, str], transforms: Mapping[str, np.ndarray],
+          memory: FeatureMemory = FeatureMemory()) -> FeatureSource:
+    """Features through their speaker's transform (identity for a speaker without one); computed now
+    (in memory) or when each utterance is read (streaming)."""
+    def one(utt: str, x: np.ndarray) -> np.ndarray:
         w = transforms.get(utt2spk[utt])
-        out[utt] = x if w is None else apply_fmllr(x, w)
-    return out
+        return x if w is None else apply_fmllr(x, w)
+
+    return through(feats, one, memory)
 
 
 def _latest_transforms(out_dir: Path, before: int) -> tuple[int, dict[str, np.ndarray]] | None:
@@ -94,15 +113,20 @@ def _latest_transforms(out_dir: Path, before: int) -> tuple[int, dict[str, np.nd
 
 
 def train_sat(lang: Lang, lexicon_fst: kaldifst.StdVectorFst, transcripts: Mapping[str, list[int]],
-              base_feats: Mapping[str, np.ndarray], utt2spk: Mapping[str, str], prev: GmmHmm,
+              base_feats: FeatureSource, utt2spk: Mapping[str, str], prev: GmmHmm,
               prev_alignments: Mapping[str, np.ndarray], out_dir: str | Path,
-              config: SatConfig = SatConfig()) -> tuple[TriResult, dict[str, np.ndarray]]:
-    """Train a SAT system; writes the stage files of :func:`train_triphone` plus ``trans.ark``."""
+              config: SatConfig = SatConfig(), memory: FeatureMemory = FeatureMemory()
+              ) -> tuple[TriResult, dict[str, np.ndarray]]:
+    """Train a SAT system; writes the stage files of :func:`train_triphone` plus ``trans.ark``.
+
+    ``memory`` says whether the adapted features are computed into memory after every transform
+    update or on every read from ``base_feats`` (streaming).
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     silence = set(lang.silence_phones)
     opts = dict(silence_weight=config.silence_weight, min_count=config.fmllr_min_count,
-                num_iters=config.fmllr_num_iters)
+                num_iters=config.fmllr_num_iters, num_jobs=config.num_jobs, batch_frames=config.batch_frames)
 
     from senone.gmm.passes import load_checkpoint  # local: only to know where a resumed run stands
 
@@ -129,10 +153,10 @@ def train_sat(lang: Lang, lexicon_fst: kaldifst.StdVectorFst, transcripts: Mappi
                     for spk, w in new.items()}
         state["transforms"] = composed
         write_fmllr_transforms(out_dir / f"trans.{it}.ark", composed)
-        return adapt(base_feats, utt2spk, composed)
+        return adapt(base_feats, utt2spk, composed, memory)
 
-    adapted = adapt(base_feats, utt2spk, transforms)
+    adapted = adapt(base_feats, utt2spk, transforms, memory)
     result = train_triphone(lang, lexicon_fst, transcripts, adapted, prev, prev_alignments, out_dir, config,
-                            hook=hook, name="tri3")
+                            hook=hook, name="tri3", streaming=not memory.in_memory)
     write_fmllr_transforms(out_dir / "trans.ark", state["transforms"])
     return result, state["transforms"]

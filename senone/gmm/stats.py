@@ -113,14 +113,26 @@ class GaussStats:
         return np.array([o.sum() for o in self.occ], dtype=np.float32)
 
     def to_kaldi(self, am: khg.AmDiagGmm, flags: int) -> khg.AccumAmDiagGmm:
-        """Transfer the statistics into a Kaldi ``AccumAmDiagGmm`` (two pseudo-frames per Gaussian)."""
+        """Transfer the statistics into a Kaldi ``AccumAmDiagGmm`` (two pseudo-frames per Gaussian).
+
+        The pseudo-frames of all Gaussians are computed in one vectorised step; only the Kaldi calls
+        remain per Gaussian (the per-Gaussian arithmetic in Python cost more than the calls).
+        """
         acc = khg.AccumAmDiagGmm()
         acc.init(am, flags)
-        for pdf, (occ, sx, sx2) in enumerate(zip(self.occ, self.x, self.x2)):
-            for g in np.flatnonzero(occ > 0.0).tolist():
-                n = occ[g]
-                mean = sx[g] / n
-                std = np.sqrt(np.maximum(sx2[g] / n - mean * mean, 0.0))
-                for frame in (mean + std, mean - std):
-                    acc.accumulate_for_gaussian(am, frame.astype(np.float32), pdf, g, n / 2.0)
+        occ = np.concatenate(self.occ)
+        if not len(occ):
+            return acc
+        pdf_of = np.repeat(np.arange(len(self.occ)), [len(o) for o in self.occ])
+        gauss_of = np.concatenate([np.arange(len(o)) for o in self.occ])
+        used = occ > 0.0
+        n = occ[used][:, None]
+        mean = np.concatenate(self.x)[used] / n
+        std = np.sqrt(np.maximum(np.concatenate(self.x2)[used] / n - mean * mean, 0.0))
+        plus = (mean + std).astype(np.float32)
+        minus = (mean - std).astype(np.float32)
+        half = occ[used] / 2.0
+        for i, (pdf, g) in enumerate(zip(pdf_of[used].tolist(), gauss_of[used].tolist())):
+            acc.accumulate_for_gaussian(am, plus[i], pdf, g, half[i])
+            acc.accumulate_for_gaussian(am, minus[i], pdf, g, half[i])
         return acc

@@ -74,10 +74,12 @@ def build_triphone_model(lang: Lang, prev: GmmHmm, prev_alignments: Mapping[str,
 def train_triphone(lang: Lang, lexicon_fst: kaldifst.StdVectorFst, transcripts: Mapping[str, list[int]],
                    feats: FeatureSource, prev: GmmHmm, prev_alignments: Mapping[str, np.ndarray],
                    out_dir: str | Path, config: TriConfig = TriConfig(), *, hook: PassHook | None = None,
-                   name: str = "tri") -> TriResult:
+                   name: str = "tri", streaming: bool = False) -> TriResult:
     """Train a triphone system from the previous stage's model and alignments; resumable per pass.
 
-    ``hook`` updates a feature transform during the passes (LDA+MLLT, SAT). Writes ``final.{mdl,pkl}``,
+    ``hook`` updates a feature transform during the passes (LDA+MLLT, SAT). ``streaming``: the
+    features are read from storage on every pass, so the training graphs are compiled when each
+    alignment needs them rather than all kept in memory. Writes ``final.{mdl,pkl}``,
     ``tree``, ``tree.json`` and ``history.json`` into ``out_dir``.
     """
     out_dir = Path(out_dir)
@@ -95,7 +97,7 @@ def train_triphone(lang: Lang, lexicon_fst: kaldifst.StdVectorFst, transcripts: 
     inc_gauss = max((config.tot_gauss - model.num_pdfs) // max(config.max_iter_inc, 1), 0)
 
     t0 = time.time()
-    graphs = compile_training_graphs(model, lexicon_fst, lang.disambig_phones, transcripts)
+    graphs = compile_training_graphs(model, lexicon_fst, lang.disambig_phones, transcripts, lazy=streaming)
     log.info("compiled %d training graphs in %.1fs", len(graphs), time.time() - t0)
 
     def checkpoint(*args) -> None:

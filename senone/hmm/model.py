@@ -2,8 +2,9 @@
 
 The three objects are kaldi-hmm-gmm (Kaldi C++) objects. On disk a model directory holds
 - ``tree``: Kaldi's binary ContextDependency, written by Kaldi's own writer;
-- ``final.mdl``: Kaldi's text model format (TransitionModel followed by AmDiagGmm), readable by
-  Kaldi's ``gmm-info``/``gmm-copy``;
+- ``final.mdl``: Kaldi's text model format (TransitionModel followed by AmDiagGmm), byte for byte
+  what ``gmm-copy --binary=false`` writes (:mod:`senone.hmm.kaldi_text`), readable by Kaldi's
+  ``gmm-info``/``gmm-copy``;
 - ``final.pkl``: the same model pickled through kaldi-hmm-gmm's ``__getstate__`` (Kaldi's own
   serialisation underneath), which is what senone loads back because kaldi-hmm-gmm 1.1.4 has no
   reader for model files.
@@ -19,6 +20,7 @@ import kaldi_hmm_gmm as khg
 import numpy as np
 
 from senone import SenoneError
+from senone.hmm.kaldi_text import model_to_text
 from senone.io import atomic_open, atomic_path, require_file
 
 
@@ -36,35 +38,6 @@ def load_topology(path: str | Path) -> khg.HmmTopology:
 def phones_from_topology(topo: khg.HmmTopology) -> list[int]:
     """The phone ids the topology covers (every real phone; disambiguation symbols are excluded)."""
     return list(topo.phones)
-
-
-def _format_vector(v: np.ndarray) -> str:
-    return " [ " + " ".join(f"{x:.8g}" for x in np.asarray(v).ravel()) + " ]"
-
-
-def _format_matrix(m: np.ndarray) -> str:
-    rows = ["  " + " ".join(f"{x:.8g}" for x in row) for row in np.atleast_2d(m)]
-    return " [\n" + "\n".join(rows) + " ]"
-
-
-def am_diag_gmm_to_text(am: khg.AmDiagGmm) -> str:
-    """Kaldi's text form of an AmDiagGmm (``AmDiagGmm::Write`` with binary=false).
-
-    kaldi-hmm-gmm has no writer for it; the token order follows Kaldi's am-diag-gmm.cc and
-    diag-gmm.cc so that Kaldi's readers accept the result.
-    """
-    parts = [f"<DIMENSION> {am.dim} <NUMPDFS> {am.num_pdfs} "]
-    for p in range(am.num_pdfs):
-        gmm = am.get_pdf(p)
-        inv_vars = np.asarray(gmm.inv_vars)
-        means_invvars = np.asarray(gmm.means_invvars)
-        parts.append("<DiagGMM> \n")
-        parts.append("<GCONSTS> " + _format_vector(gmm.gconsts) + " \n")
-        parts.append("<WEIGHTS> " + _format_vector(gmm.weights) + " \n")
-        parts.append("<MEANS_INVVARS> " + _format_matrix(means_invvars) + "\n")
-        parts.append("<INV_VARS> " + _format_matrix(inv_vars) + "\n")
-        parts.append("</DiagGMM> \n")
-    return "".join(parts)
 
 
 @dataclass
@@ -94,6 +67,18 @@ class GmmHmm:
         out[1:] = arr[1:]
         return out
 
+    def tid2phone(self) -> np.ndarray:
+        """Array mapping transition-id → phone (index 0, the epsilon, maps to 0)."""
+        tm = self.trans_model
+        out = np.zeros(tm.num_transition_ids + 1, dtype=np.int64)
+        out[1:] = [tm.transition_id_to_phone(t) for t in range(1, tm.num_transition_ids + 1)]
+        return out
+
+    def phones_of_pdfs(self, pdfs) -> list[int]:
+        """The phones whose HMM states use any of ``pdfs`` (sorted)."""
+        tid2pdf, tid2phone = self.tid2pdf(), self.tid2phone()
+        return sorted(set(tid2phone[np.isin(tid2pdf, np.asarray(list(pdfs)))].tolist()) - {0})
+
     def save(self, out_dir: str | Path, name: str = "final") -> None:
         """Write ``tree``, ``<name>.mdl`` (Kaldi text) and ``<name>.pkl`` atomically."""
         out_dir = Path(out_dir)
@@ -101,8 +86,7 @@ class GmmHmm:
         with atomic_path(out_dir / "tree") as tmp:
             self.ctx_dep.write(True, str(tmp))
         with atomic_open(out_dir / f"{name}.mdl") as f:
-            f.write(str(self.trans_model))
-            f.write(am_diag_gmm_to_text(self.am))
+            f.write(model_to_text(self.trans_model, self.am))
         with atomic_open(out_dir / f"{name}.pkl", "wb") as f:
             pickle.dump({"ctx_dep": self.ctx_dep.__getstate__(), "trans_model": self.trans_model,
                          "am": self.am}, f, protocol=pickle.HIGHEST_PROTOCOL)

@@ -47,6 +47,7 @@ from typing import Any, Mapping, Sequence
 import kaldifst
 
 from senone import SenoneError
+from senone.hmm.questions import read_phone_sets
 from senone.io import read_symbol_table, require_file
 from senone.lang.lexicon import Lexicon
 from senone.lang.lexicon_fst import add_disambig_symbols, lexicon_disambig_fst, lexicon_fst
@@ -279,10 +280,6 @@ def _read_ints(path: Path) -> list[int]:
     return [int(x) for x in path.read_text(encoding="utf-8").split()]
 
 
-def _read_sets(path: Path) -> list[list[int]]:
-    return [[int(x) for x in line.split()] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 @dataclass(frozen=True)
 class Lang:
     """What later stages need from a lang directory (ids, not names, where Kaldi wants ids)."""
@@ -385,7 +382,7 @@ def load_lang(lang_dir: str | os.PathLike) -> Lang:
         oov_id=words[oov],
         bos_id=words["<s>"],
         eos_id=words["</s>"],
-        phone_sets=_read_sets(sets_path) if sets_path.exists() else [],
-        extra_questions=_read_sets(q_path) if q_path.exists() else [],
+        phone_sets=read_phone_sets(sets_path) if sets_path.exists() else [],
+        extra_questions=read_phone_sets(q_path) if q_path.exists() else [],
         info=json.loads(info_path.read_text(encoding="utf-8")) if info_path.exists() else {},
     )
