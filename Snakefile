@@ -37,7 +37,8 @@ ALI_FROM = CFG.get("nn", {}).get("alignments_from") or BEST  # which GMM stage g
 # The networks' validation utterances: a list of training utterance ids (nn.valid_from; null = a random draw of
 # nn.valid_fraction). One inside the manifests folder is the recipe's prepare's to write (HKUST's ~3 h of calls).
 NN_VALID_FROM = CFG.get("nn", {}).get("valid_from") or None
-PREPARED_LISTS = [NN_VALID_FROM] if NN_VALID_FROM and os.path.normpath(NN_VALID_FROM).startswith(MANIFESTS + "/") else []
+_IN_MANIFESTS = bool(NN_VALID_FROM) and os.path.normpath(NN_VALID_FROM).startswith(MANIFESTS + "/")
+PREPARED_LISTS = [NN_VALID_FROM] if _IN_MANIFESTS else []
 # Mandarin is scored by characters (cer.txt, plus pinyin syllable error rates), English by words (wer.txt)
 LANGUAGE = CFG.get("language", "zh")
 METRIC = "wer" if LANGUAGE == "en" else "cer"
@@ -131,9 +132,10 @@ rule prepare:
     output:
         [cuts(s) for s in SPLITS] + PREPARED_LISTS,
     params:
-        conf=json.dumps(CFG["corpus"], sort_keys=True),
+        # files it must write besides the manifests ride along in the conf (unchanged for recipes without any)
+        conf=json.dumps({**CFG["corpus"], **({"expect_files": PREPARED_LISTS} if PREPARED_LISTS else {})},
+                        sort_keys=True),
         language=LANGUAGE,
-        expect=" ".join(f"--expect {p}" for p in PREPARED_LISTS),
     threads: workflow.cores
     benchmark:
         f"{EXP}/benchmarks/prepare.tsv"
@@ -141,7 +143,7 @@ rule prepare:
         f"{EXP}/log/prepare.log",
     shell:
         "{STEP}.prepare_corpus --conf '{params.conf}' --language {params.language} --out {DATA} --threads {threads} "
-        "{params.expect} --log {log}"
+        "--log {log}"
 
 
 rule lang:

@@ -17,6 +17,7 @@ def main(args) -> None:
     conf = dict(parse_conf(args.conf))
     name = conf.pop("prepare")
     conf.pop("name", None)
+    expect = conf.pop("expect_files", [])  # what the workflow needs besides the manifests (nn.valid_from)
     try:
         module = importlib.import_module(f"local.{name}.prepare")
     except ModuleNotFoundError as exc:
@@ -32,7 +33,7 @@ def main(args) -> None:
         raise SenoneError(f"corpus settings do not fit local/{name}/prepare.py ({exc}); check the recipe's corpus section") from exc
     for split, cuts in splits.items():
         log.info("%s: %d cuts, %.2f h", split, len(cuts), sum(c.duration for c in cuts) / 3600)
-    for path in args.expect:
+    for path in expect:
         if not Path(path).is_file():
             raise SenoneError(f"nn.valid_from = {path} lies in the manifests folder, which corpus preparation writes, "
                               f"but local/{name}/prepare.py writes no such file; point nn.valid_from at your own list "
@@ -43,6 +44,4 @@ if __name__ == "__main__":
     p = base_parser(__doc__)
     p.add_argument("--out", required=True)
     p.add_argument("--language", default="zh", help="the recipe's language (zh, en)")
-    p.add_argument("--expect", action="append", default=[], metavar="FILE",
-                   help="a file the recipe's preparation must write besides the manifests (nn.valid_from)")
     run(main, p)

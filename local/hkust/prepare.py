@@ -405,8 +405,8 @@ def prepare_hkust(
     write_json(manifests / REPORT_NAME, {
         "corpus": CORPUS,
         "config": {"audio_dir": str(Path(audio_root).resolve()), "trans_dir": str(Path(trans_root).resolve()),
-                   "seed": seed, "nn_valid_hours": nn_valid_hours, "dev_hours": dev_hours, "sampling_rate": sampling_rate,
-                   "max_overshoot": max_overshoot, "min_duration": min_duration},
+                   "seed": seed, "nn_valid_hours": nn_valid_hours, "dev_hours": dev_hours,
+                   "sampling_rate": sampling_rate, "max_overshoot": max_overshoot, "min_duration": min_duration},
         "splits": stats,
         "split_calls": {"nn_valid": [c.id for c in nn_valid], "dev": [c.id for c in splits["dev"]],
                         "test": [c.id for c in splits["test"]]},
