@@ -351,7 +351,8 @@ def test_workflow_wires_the_validation_list(tmp_path):
     work = tmp_path / "run"
     work.mkdir()
     # dev: 1 call (18 s of 20.75), the networks' validation: the next 2 calls (36 s)
-    config = ["--config", "recipe=hkust", f"corpus={{corpus_dir: {tmp_path / 'ldc'}, dev_hours: 0.005, nn_valid_hours: 0.01}}"]
+    corpus = f"corpus={{corpus_dir: {tmp_path / 'ldc'}, dev_hours: 0.005, nn_valid_hours: 0.01}}"
+    config = ["--config", "recipe=hkust", corpus]
     listed = f"data/hkust/manifests/{NN_VALID_NAME}"
     proc = snakemake(work, listed, *config, cores=1)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -371,3 +372,52 @@ def test_workflow_wires_the_validation_list(tmp_path):
     proc = snakemake(work, mine, *config, f"nn={{valid_from: {mine}}}", cores=1)
     assert proc.returncode != 0
     assert "local/hkust/prepare.py writes no such file" in (work / "exp/hkust/log/prepare.log").read_text()
+
+
+def test_network_training_holds_out_the_listed_calls(corpus, tmp_path):
+    """steps.train_nn on the prepared training split with the recipe's list: exactly the listed utterances
+    are the validation set; a list naming an utterance from outside the training split stops with one line."""
+    import os
+    import subprocess
+    import sys
+
+    from senone.config import load_config
+    from senone.feats import compute_cmvn_stats, compute_features, save_cmvn_stats
+    from senone.feats.nn import NnFeatureConfig
+    from senone.io import write_alignments
+
+    _, out, cuts = corpus
+    feats_dir = tmp_path / "feats"
+    fconf = load_config("hkust")["features"]["nn"]
+    extractor = NnFeatureConfig.from_conf(fconf).extractor_config()
+    done = compute_features(cuts["train"], feats_dir, split="train", config=extractor, pitch=False, sampling_rate=SR)
+    save_cmvn_stats(feats_dir / "cmvn_train.npz", compute_cmvn_stats(done))
+    rng = np.random.default_rng(0)  # targets the network can partly learn: the label follows the side's tone
+    labels = {c.id: (0 if "-A-" in c.id else 1) + 2 * rng.integers(0, 2, c.num_frames) for c in done}
+    write_alignments(tmp_path / "pdf.ark", labels)
+    (tmp_path / "senones.json").write_text(json.dumps({"num_pdfs": 4, "source": "synthetic"}))
+
+    def train(listed: Path, name: str) -> subprocess.CompletedProcess:
+        cfg = load_config("hkust")
+        nn = {**cfg["nn"], "valid_from": str(listed), "models": {"tiny": {"spec": "Lstm2000P750+3xReLU2000",
+                                                                            "width_scale": 0.01}}}
+        nn["train"] = {**nn["train"], "num_epochs": 1, "log_every": 0}
+        conf = json.dumps({"nn": nn, "features": {"nn": fconf}})
+        root = Path(__file__).resolve().parent.parent
+        return subprocess.run([sys.executable, "-m", "steps.train_nn", "--conf", conf, "--model", "tiny", "--feats-dir",
+                               str(feats_dir), "--ali", str(tmp_path / "pdf.ark"), "--senones",
+                               str(tmp_path / "senones.json"), "--out", str(tmp_path / name)],
+                              capture_output=True, text=True, cwd=root, env={**os.environ, "PYTHONPATH": str(root)})
+
+    listed = out / "manifests" / NN_VALID_NAME
+    proc = train(listed, "nn")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads((tmp_path / "nn" / "model.json").read_text())
+    n_listed = len(_nn_valid(out))
+    assert info["valid_utterances"] == n_listed and info["train_utterances"] == len(done) - n_listed
+    assert str(listed) in info["validation"]
+    foreign = tmp_path / "foreign.txt"
+    foreign.write_text(_nn_valid(out)[0] + "\n" + cuts["test"][0].id + "\n")  # a test utterance: not in training
+    proc = train(foreign, "nn_foreign")
+    assert proc.returncode != 0 and "1 of 2 listed ids are not utterances of the training split" in proc.stderr
+    assert "Traceback" not in proc.stderr
