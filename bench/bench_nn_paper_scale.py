@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 
 import torch
 
-from bench_nn_models import CHUNK, step_seconds  # this folder is on sys.path when run as a script
+from bench_feats import best_time  # this folder is on sys.path when run as a script
+from bench_nn_models import CHUNK, step_seconds
 from senone.nn.model import InputLayout, build_model, count_params
 from senone.nn.train import flush_denormals
 
@@ -31,14 +31,8 @@ def inference_seconds(model: torch.nn.Module, utts: int, frames: int, repeat: in
     """Best wall seconds of one no-gradient forward pass over ``utts`` utterances of ``frames`` frames."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(utts, frames + model.left_context + model.right_context, model.layout.feat_dim, generator=g)
-    times = []
     with torch.no_grad():
-        model(x[:, :50])
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            model(x)
-            times.append(time.perf_counter() - t0)
-    return min(times)
+        return best_time(lambda: model(x), repeat)
 
 
 def main() -> None:
