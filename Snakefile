@@ -1,17 +1,21 @@
 # senone workflow: one rule per stage, each calling one steps/ CLI. Configuration: conf/*.yaml, overridden by
 # recipes/<recipe>.yaml, overridden by --config/--configfile. See README.md.
 import json
+import os
 import sys
 from pathlib import Path
 
 import yaml
 
 from senone import SenoneError
-from senone.config import load_config
+from senone.config import load_config, typed_cli_value
 
 RECIPE = config.get("recipe", "synth_zh")
+# nested --config values reach us as strings (Snakemake's BaseLoader): read their scalars as a recipe file would
+_CLI_KEYS = set(getattr(getattr(workflow, "config_settings", None), "config", None) or {})
 try:
-    CFG = load_config(RECIPE, overrides={k: v for k, v in config.items() if k != "recipe"})
+    CFG = load_config(RECIPE, overrides={k: typed_cli_value(v) if k in _CLI_KEYS and isinstance(v, (dict, list)) else v
+                                         for k, v in config.items() if k != "recipe"})
 except SenoneError as exc:
     sys.exit(f"error: {exc}")
 
@@ -30,6 +34,11 @@ SAMPLING_RATE = int(CFG["corpus"].get("sampling_rate", 16000))  # the recipe's a
 SYSTEMS = CFG["systems"]  # GMM stages in training order; the last is the best so far
 BEST = SYSTEMS[-1]
 ALI_FROM = CFG.get("nn", {}).get("alignments_from") or BEST  # which GMM stage gives the networks their targets
+# The networks' validation utterances: a list of training utterance ids (nn.valid_from; null = a random draw of
+# nn.valid_fraction). One inside the manifests folder is the recipe's prepare's to write (HKUST's ~3 h of calls).
+NN_VALID_FROM = CFG.get("nn", {}).get("valid_from") or None
+_IN_MANIFESTS = bool(NN_VALID_FROM) and os.path.normpath(NN_VALID_FROM).startswith(MANIFESTS + "/")
+PREPARED_LISTS = [NN_VALID_FROM] if _IN_MANIFESTS else []
 # Mandarin is scored by characters (cer.txt, plus pinyin syllable error rates), English by words (wer.txt)
 LANGUAGE = CFG.get("language", "zh")
 METRIC = "wer" if LANGUAGE == "en" else "cer"
@@ -121,9 +130,11 @@ rule results:
 
 rule prepare:
     output:
-        [cuts(s) for s in SPLITS],
+        [cuts(s) for s in SPLITS] + PREPARED_LISTS,
     params:
-        conf=json.dumps(CFG["corpus"], sort_keys=True),
+        # files it must write besides the manifests ride along in the conf (unchanged for recipes without any)
+        conf=json.dumps({**CFG["corpus"], **({"expect_files": PREPARED_LISTS} if PREPARED_LISTS else {})},
+                        sort_keys=True),
         language=LANGUAGE,
     threads: workflow.cores
     benchmark:

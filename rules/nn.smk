@@ -46,6 +46,7 @@ rule nn_train:
         cmvn=f"{NN_FEATS}/cmvn_train.npz",
         ali=f"{EXP}/senone_ali/pdf.ark",
         senones=f"{EXP}/senone_ali/senones.json",
+        valid=[NN_VALID_FROM] if NN_VALID_FROM else [],  # nn.valid_from: the validation utterances, when listed
     output:
         model=f"{NN_DIR}/{{model}}/final.pt",
         counts=f"{NN_DIR}/{{model}}/pdf_counts.txt",

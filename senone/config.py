@@ -52,6 +52,27 @@ SHORTCUTS: dict[str, tuple[tuple[str, ...], ...]] = {
 }
 
 
+def typed_cli_value(value: Any) -> Any:
+    """A ``--config`` value with the scalars inside its mappings and lists read as YAML scalars.
+
+    Why: Snakemake reads a nested ``--config`` value with YAML's BaseLoader, so every scalar inside it
+    arrives as a string (``'corpus={dev_hours: 0.5}'`` gives ``"0.5"``, ``'nn={valid_from: null}'`` the
+    string ``"null"``). Reading each such string as YAML gives what the same key in a recipe file gives;
+    strings that are not numbers, booleans or null stay strings.
+    """
+    if isinstance(value, Mapping):
+        return {k: typed_cli_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [typed_cli_value(v) for v in value]
+    if isinstance(value, str):
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        return parsed if parsed is None or isinstance(parsed, (bool, int, float)) else value
+    return value
+
+
 def _expand_shortcuts(overrides: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(overrides)
     for key, targets in SHORTCUTS.items():

@@ -88,10 +88,14 @@ def nn_scores(args, conf: dict, model: GmmHmm, feats_cuts: CutSet, timing: dict)
     from senone.nn.infer import log_posteriors
     from senone.nn.priors import log_priors, pseudo_loglikes
     from senone.nn.stage import PDF_COUNTS, load_trained, read_pdf_counts
+    from senone.nn.train import pick_device
 
     nn_dir = Path(args.nn)
     torch.set_num_threads(max(1, int(conf.get("nn", {}).get("threads", 1))))  # see nn.threads in conf/nn.yaml
-    net, info = load_trained(nn_dir / "final.pt")
+    # the GPU when there is one: the paper's best network at full width runs at 350-500 frames/s on one CPU
+    # thread (BENCHMARKS.md), about 15 minutes per hour of speech before the search starts
+    device = pick_device()
+    net, info = load_trained(nn_dir / "final.pt", device)
     if info["num_pdfs"] != model.num_pdfs:
         raise SenoneError(f"{nn_dir}: the network has {info['num_pdfs']} outputs but {args.model_dir} has "
                           f"{model.num_pdfs} pdfs; decode with the GMM stage whose alignments it was trained on "
@@ -106,7 +110,7 @@ def nn_scores(args, conf: dict, model: GmmHmm, feats_cuts: CutSet, timing: dict)
     def compute() -> Iterable[tuple[str, np.ndarray]]:
         inputs = iter_nn_inputs(ordered, cmvn, fconf)
         t0 = time.perf_counter()
-        for utt, logp in log_posteriors(net, inputs, int(info["label_delay"])):
+        for utt, logp in log_posteriors(net, inputs, int(info["label_delay"]), device=device):
             ll = pseudo_loglikes(logp, log_prior, prior_scale)
             timing["nn_forward_seconds"] += time.perf_counter() - t0
             yield utt, ll

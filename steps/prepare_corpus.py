@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from pathlib import Path
 
 from senone import SenoneError
 from senone.cli import base_parser, parse_conf, run
@@ -16,6 +17,7 @@ def main(args) -> None:
     conf = dict(parse_conf(args.conf))
     name = conf.pop("prepare")
     conf.pop("name", None)
+    expect = conf.pop("expect_files", [])  # what the workflow needs besides the manifests (nn.valid_from)
     try:
         module = importlib.import_module(f"local.{name}.prepare")
     except ModuleNotFoundError as exc:
@@ -31,6 +33,11 @@ def main(args) -> None:
         raise SenoneError(f"corpus settings do not fit local/{name}/prepare.py ({exc}); check the recipe's corpus section") from exc
     for split, cuts in splits.items():
         log.info("%s: %d cuts, %.2f h", split, len(cuts), sum(c.duration for c in cuts) / 3600)
+    for path in expect:
+        if not Path(path).is_file():
+            raise SenoneError(f"nn.valid_from = {path} lies in the manifests folder, which corpus preparation writes, "
+                              f"but local/{name}/prepare.py writes no such file; point nn.valid_from at your own list "
+                              "of training utterance ids, or set it to null to draw nn.valid_fraction")
 
 
 if __name__ == "__main__":

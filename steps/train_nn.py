@@ -21,12 +21,13 @@ from lhotse import CutSet
 from senone import SenoneError
 from senone.cli import base_parser, parse_conf, run
 from senone.feats import speaker_of
+from senone.feats.extract import skipped_cut_ids
 from senone.feats.nn import iter_nn_inputs, load_nn_cmvn, nn_input_layout
 from senone.io import read_alignments, require_file, write_json
 from senone.nn.model import InputLayout, build_model, count_params
 from senone.nn.norm import InputNormalized, input_stats
 from senone.nn.priors import pdf_counts
-from senone.nn.stage import PDF_COUNTS, model_entry, split_validation, write_pdf_counts
+from senone.nn.stage import PDF_COUNTS, choose_validation, model_entry, write_pdf_counts
 from senone.nn.train import init_distributed, pick_device, train
 from senone.score.report import plot_nn_curves
 
@@ -60,6 +61,11 @@ def main(args) -> None:
     if not utt2spk:
         raise SenoneError(f"none of the {len(by_id)} feature cuts has a senone alignment in {args.ali}; the features "
                           "and the alignments come from different corpora or splits")
+    # validation: nn.valid_from (a recipe's list, e.g. HKUST's held-out training calls) or a seeded draw, chosen
+    # before any feature is read so that a bad list fails at once; cuts the feature extractor skipped count as
+    # known (dropped with a warning), ids from elsewhere are an error
+    known = set(by_id) | set(skipped_cut_ids(feats_dir, args.split))
+    train_utts, valid_utts, valid_how = choose_validation(nn_conf, utt2spk, known, seed=entry.train.seed)
     cmvn = load_nn_cmvn(feats_dir, args.split, fconf)
 
     def load_one(utt: str) -> np.ndarray:
@@ -81,8 +87,6 @@ def main(args) -> None:
                  total_frames * frame_bytes / 2**30)
         load = load_one
 
-    train_utts, valid_utts = split_validation(utt2spk, float(nn_conf.get("valid_fraction", 0.02)),
-                                              nn_conf.get("valid_by", "utterance"), seed=entry.train.seed)
     counts = pdf_counts((labels[u] for u in train_utts), num_pdfs)
     if rank == 0:
         write_pdf_counts(out / PDF_COUNTS, counts)
@@ -92,9 +96,9 @@ def main(args) -> None:
     mean, std = input_stats(load(u) for u in train_utts)
     model = InputNormalized(net, mean, std)
     log.info("%s: %s (width x%g), %.2fM parameters, %d senones (%d unseen in training); %d training / %d validation "
-             "utterances (%.2f h), %d process(es) x %d thread(s) on %s", entry.name, entry.spec, entry.width_scale,
-             n_params / 1e6, num_pdfs, int((counts == 0).sum()), len(train_utts), len(valid_utts),
-             total_frames / 360000, size, threads, device)
+             "utterances (%.2f h; validation: %s), %d process(es) x %d thread(s) on %s", entry.name, entry.spec,
+             entry.width_scale, n_params / 1e6, num_pdfs, int((counts == 0).sum()), len(train_utts), len(valid_utts),
+             total_frames / 360000, valid_how, size, threads, device)
     model_info = {"name": entry.name, "spec": entry.spec, "width_scale": entry.width_scale, "layout": list(layout),
                   "num_pdfs": num_pdfs, "num_params": n_params, "label_delay": entry.train.chunking(model).label_delay,
                   "features": fconf, "alignments": info.get("source")}
@@ -109,7 +113,7 @@ def main(args) -> None:
         write_json(out / "model.json", {**model_info, "num_params_paper_dims": count_params(
             entry.spec, InputLayout(31, 3, 0), 5529, entry.width_scale), "train": vars(entry.train),
             "best_epoch": result.best_epoch, "train_utterances": len(train_utts),
-            "valid_utterances": len(valid_utts), "frames_per_second": last.frames_per_second,
+            "valid_utterances": len(valid_utts), "validation": valid_how, "frames_per_second": last.frames_per_second,
             "data_share": last.data_share, "processes": size, "threads": threads, "device": str(device)})
 
 

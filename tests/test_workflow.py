@@ -103,6 +103,17 @@ def test_unknown_recipe_is_one_clear_line(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_nested_command_line_values_are_typed():
+    """Snakemake hands nested --config scalars over as strings; they must mean what a recipe file means."""
+    from senone.config import typed_cli_value
+
+    given = {"dev_hours": "0.5", "seed": "3", "valid_from": "null", "pitch": "true", "dir": "/data/x",
+             "lm_weights": ["7", "9.5"], "spec": "CLstm384P256+Pooling+3xReLU2000", "note": "a: b", "n": {"m": "0.001"}}
+    assert typed_cli_value(given) == {"dev_hours": 0.5, "seed": 3, "valid_from": None, "pitch": True, "dir": "/data/x",
+                                      "lm_weights": [7, 9.5], "spec": "CLstm384P256+Pooling+3xReLU2000",
+                                      "note": "a: b", "n": {"m": 0.001}}
+
+
 def test_senone_alignments_for_the_networks(tiny_run):
     """The chosen stage's alignments as per-frame pdf-ids, frame for frame."""
     from senone.hmm.model import GmmHmm

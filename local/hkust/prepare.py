@@ -21,20 +21,23 @@ recipe does (speakers are not linked across calls); the cut id is Kaldi's uttera
 and normalised (``senone.data.text``); the raw line is kept as ``supervision.custom["raw_text"]``.
 
 Splits. The paper (and Kaldi) train on the official train set (873 calls) and report the
-official dev set (24 calls); the paper carves about 3 hours of training speech out as a
-validation set for the networks and keeps the dev set out of every training and tuning decision.
-So here:
+official dev set (24 calls). The paper's GMM system was trained on the whole training set; about
+3 hours of training speech were held out of *network* training only, as the networks' validation
+set; the dev set stayed out of every training and tuning decision. So here, with the training
+calls put in one seeded random order (``seed``):
 
 * ``test``: the official dev set (24 calls), decoded once; ``decode`` reports it as "test".
-* ``valid``: official training calls drawn at random (``seed``), whole calls, until
-  ``valid_hours`` of speech: the networks' validation set.
-* ``dev``: the first of those same held-out calls, until ``dev_hours`` of speech (a subset of
-  ``valid`` while ``dev_hours <= valid_hours``): where the LM weight is tuned. Kept small because
-  every LM weight costs a full decode.
-* ``train``: the rest of the official training calls (GMM, LM and network training).
+* ``dev``: the first training calls of that order, whole calls, until ``dev_hours`` of speech:
+  where the LM weight is tuned. Out of the GMM, LM and network training, so the LM weight is
+  tuned on speech and text no model has seen; kept small because every LM weight costs a decode.
+* ``train``: every other official training call (GMM, LM and network training).
+* the networks' validation set: the next calls of the order, whole calls, until
+  ``nn_valid_hours`` of speech. They stay in ``train`` (the GMM trains on them and aligns them, so
+  they have senone targets, as in the paper) and are listed in ``manifests/nn_valid_utts.txt``,
+  which the recipe names as ``nn.valid_from``: the network stage holds exactly these out.
 
-Held-out calls leave the GMM and LM training too, so the LM weight is tuned on speech and text the
-models have not seen. Calls never straddle splits, so neither do speakers.
+Calls never straddle splits, so neither do speakers, and no validation speaker is in the
+networks' training data.
 
 Bad input is skipped with a reason (``skipped.json`` next to the manifests, counts in the log):
 unreadable, empty or truncated-header audio, another sample rate or channel count, a call with no
@@ -47,10 +50,11 @@ stops preparation: going on would leak speech between splits.
 Output (``<out>`` = ``output_dir``)::
 
     <out>/audio/<call>.sphere                       links to the LDC SPHERE files
-    <out>/manifests/hkust_{recordings,supervisions,cuts}_{train,valid,dev,test}.jsonl.gz
+    <out>/manifests/hkust_{recordings,supervisions,cuts}_{train,dev,test}.jsonl.gz
+    <out>/manifests/nn_valid_utts.txt               the networks' validation utterances (ids in train)
     <out>/manifests/skipped.json                    what was left out, per reason
     <out>/manifests/normalization.json              what text normalisation removed and converted
-    <out>/manifests/hkust_report.json               calls, speakers, utterances and hours per split
+    <out>/manifests/hkust_report.json               calls, speakers, utterances and hours per split (and nn_valid)
 """
 
 from __future__ import annotations
@@ -70,16 +74,17 @@ from senone.data import write_manifest
 from senone.data.skips import SkipReport
 from senone.data.sphere import SphereError, SphereHeader, read_sphere_header
 from senone.data.text import NormalizationSummary, is_cjk_char, normalize_zh_report
-from senone.io import atomic_path, write_json
+from senone.io import atomic_path, write_json, write_text
 
 log = logging.getLogger(__name__)
 
 CORPUS = "hkust"
 OFFICIAL_SPLITS = ("train", "dev")
-SPLITS = ("train", "valid", "dev", "test")
+SPLITS = ("train", "dev", "test")
 EXPECTED_CALLS = {"train": 873, "dev": 24}
 SIDES = {"A": 0, "B": 1}  # transcript side → Lhotse channel (SPHERE channel 1 and 2)
 REPORT_NAME = f"{CORPUS}_report.json"
+NN_VALID_NAME = "nn_valid_utts.txt"  # nn.valid_from of recipes/hkust.yaml
 
 
 def manifest_path(output_dir: str | Path, kind: str, split: str) -> Path:
@@ -243,39 +248,43 @@ def load_calls(audio_dir: Path, trans_dir: Path, sampling_rate: int, skips: Skip
     return calls
 
 
-def split_calls(calls: list[Call], seed: int, valid_hours: float, dev_hours: float) -> dict[str, list[Call]]:
-    """Official dev → test; official train → held-out calls (valid, dev) + train, by call, seeded.
+def split_calls(calls: list[Call], seed: int, nn_valid_hours: float,
+                dev_hours: float) -> tuple[dict[str, list[Call]], list[Call]]:
+    """Official dev → test; official train → dev (held out) + train, and the networks' validation calls in train.
 
-    Training calls are put in a random order (``seed``); ``valid`` takes calls from the front until
-    it holds ``valid_hours`` of speech, ``dev`` likewise until ``dev_hours`` (so the smaller is a
-    prefix of the larger), and ``train`` keeps every call in neither.
+    Training calls are put in a random order (``seed``); ``dev`` takes calls from the front until it
+    holds ``dev_hours`` of speech, the validation calls are the next ones until ``nn_valid_hours``,
+    and ``train`` keeps every call but the dev calls. Returns ``({split: calls}, validation calls)``.
     """
     official_train = sorted((c for c in calls if c.split == "train"), key=lambda c: c.id)
     order = [official_train[i] for i in np.random.default_rng(seed).permutation(len(official_train))]
 
-    def prefix(hours: float) -> list[Call]:
+    def take(calls_left: list[Call], hours: float) -> list[Call]:
         out, total = [], 0.0
-        for c in order:
+        for c in calls_left:
             if total >= hours * 3600:
                 break
             out.append(c)
             total += c.speech_seconds
         return out
 
-    valid, dev = prefix(valid_hours), prefix(dev_hours)
-    held = {c.id for c in valid} | {c.id for c in dev}
+    dev = take(order, dev_hours)
+    nn_valid = take(order[len(dev):], nn_valid_hours)
+    dev_ids = {c.id for c in dev}
     splits = {
-        "train": [c for c in official_train if c.id not in held],
-        "valid": sorted(valid, key=lambda c: c.id),
+        "train": [c for c in official_train if c.id not in dev_ids],
         "dev": sorted(dev, key=lambda c: c.id),
         "test": sorted((c for c in calls if c.split == "dev"), key=lambda c: c.id),
     }
-    for name in ("train", "dev", "test"):
+    for name in SPLITS:
         if not splits[name]:
             raise SenoneError(f"hkust: split {name} is empty ({len(official_train)} usable training calls, "
-                              f"dev_hours={dev_hours}, valid_hours={valid_hours}); check the corpus paths and the "
-                              "skipped.json report, or lower dev_hours/valid_hours")
-    return splits
+                              f"dev_hours={dev_hours}); check the corpus paths and the skipped.json report, or "
+                              "lower dev_hours")
+    if nn_valid and len(nn_valid) == len(splits["train"]):
+        raise SenoneError(f"hkust: nn_valid_hours={nn_valid_hours} takes every one of the {len(nn_valid)} training "
+                          "calls left after dev for the networks' validation; lower nn_valid_hours")
+    return splits, sorted(nn_valid, key=lambda c: c.id)
 
 
 def _link(call: Call, audio_dir: Path) -> Path:
@@ -317,6 +326,16 @@ def _write_split(output_dir: Path, split: str, calls: list[Call]):
     return cutset
 
 
+def _remove_stale_valid_split(output_dir: Path) -> None:
+    """Remove the ``valid`` split manifests an earlier layout wrote (its calls were out of train; now they are
+    in it and listed in ``nn_valid_utts.txt``), so no stage reads the old split by mistake."""
+    for kind in ("recordings", "supervisions", "cuts"):
+        stale = manifest_path(output_dir, kind, "valid")
+        if stale.is_file():
+            stale.unlink()
+            log.info("hkust: removed %s (the validation calls are now in train, listed in %s)", stale, NN_VALID_NAME)
+
+
 def _split_stats(calls: list[Call]) -> dict:
     speech = sum(c.speech_seconds for c in calls)
     speakers = {(c.id, seg.side) for c in calls for seg, _, _ in c.segments}
@@ -331,22 +350,24 @@ def prepare_hkust(
     audio_dir: str | Path | None = None,
     trans_dir: str | Path | None = None,
     seed: int = 0,
-    valid_hours: float = 3.0,
+    nn_valid_hours: float = 3.0,
     dev_hours: float = 1.0,
     sampling_rate: int = 8000,
     max_overshoot: float = 0.5,
     min_duration: float = 0.1,
 ):
-    """Write HKUST manifests under ``output_dir`` and return ``{split: CutSet}`` (train, valid, dev, test).
+    """Write HKUST manifests and the networks' validation list under ``output_dir``; return ``{split: CutSet}``
+    (train, dev, test).
 
     Args:
         output_dir: recipe data folder (``audio/`` links and ``manifests/`` are made inside).
         corpus_dir: a folder holding both LDC releases (used for whichever of the next two is unset).
         audio_dir: the LDC2005S15 copy (``.../audio/{train,dev}/*.sph`` below it).
         trans_dir: the LDC2005T32 copy (``.../trans/{train,dev}/*.txt`` below it).
-        seed: draws the held-out training calls.
-        valid_hours: speech held out, by call, as the networks' validation set (the paper: about 3 h).
-        dev_hours: speech held out, by call, for tuning the LM weight (the first ``valid`` calls).
+        seed: orders the training calls that dev and the networks' validation set are drawn from.
+        nn_valid_hours: training speech, whole calls, listed as the networks' validation set (the paper:
+            about 3 h); these calls stay in ``train`` for the GMM and LM. 0: an empty list.
+        dev_hours: training speech, whole calls, held out of all training for tuning the LM weight.
         sampling_rate: the recipe's rate; calls at another rate are skipped.
         max_overshoot: a segment may end this many seconds past its audio (clipped); more is skipped.
         min_duration: shorter segments are skipped (Kaldi's ``extract-segments`` default, 0.1 s).
@@ -360,33 +381,39 @@ def prepare_hkust(
     for name, root in (("audio_dir", audio_root), ("trans_dir", trans_root)):
         if not Path(root).is_dir():
             raise SenoneError(f"hkust: corpus.{name} {root} is not a folder; point it at your LDC copy")
-    if valid_hours < 0 or dev_hours <= 0:
-        raise SenoneError(f"hkust: dev_hours must be > 0 and valid_hours >= 0 (got {dev_hours}, {valid_hours})")
+    if nn_valid_hours < 0 or dev_hours <= 0:
+        raise SenoneError(f"hkust: dev_hours must be > 0 and nn_valid_hours >= 0 (got {dev_hours}, {nn_valid_hours})")
 
     skips = SkipReport(CORPUS)
     summary = NormalizationSummary(CORPUS)
     notes: Counter = Counter()
     calls = load_calls(Path(audio_root), Path(trans_root), sampling_rate, skips, notes, summary,
                        max_overshoot, min_duration)
-    splits = split_calls(calls, seed, valid_hours, dev_hours)
+    splits, nn_valid = split_calls(calls, seed, nn_valid_hours, dev_hours)
     cutsets = {split: _write_split(output_dir, split, splits[split]) for split in SPLITS}
 
     manifests = output_dir / "manifests"
+    nn_valid_utts = sorted(seg.id for c in nn_valid for seg, _, _ in c.segments)
+    write_text(manifests / NN_VALID_NAME, "".join(f"{u}\n" for u in nn_valid_utts))
+    _remove_stale_valid_split(output_dir)
     skips.summarise(log)
     skips.write(manifests / "skipped.json")
     summary.summarise(log)
     summary.write(manifests / "normalization.json")
     stats = {split: _split_stats(splits[split]) for split in SPLITS}
+    stats["nn_valid"] = _split_stats(nn_valid)
     write_json(manifests / REPORT_NAME, {
         "corpus": CORPUS,
         "config": {"audio_dir": str(Path(audio_root).resolve()), "trans_dir": str(Path(trans_root).resolve()),
-                   "seed": seed, "valid_hours": valid_hours, "dev_hours": dev_hours, "sampling_rate": sampling_rate,
-                   "max_overshoot": max_overshoot, "min_duration": min_duration},
+                   "seed": seed, "nn_valid_hours": nn_valid_hours, "dev_hours": dev_hours,
+                   "sampling_rate": sampling_rate, "max_overshoot": max_overshoot, "min_duration": min_duration},
         "splits": stats,
-        "split_calls": {split: [c.id for c in splits[split]] for split in ("valid", "dev", "test")},
+        "split_calls": {"nn_valid": [c.id for c in nn_valid], "dev": [c.id for c in splits["dev"]],
+                        "test": [c.id for c in splits["test"]]},
         "notes": dict(sorted(notes.items())),
         "skipped": skips.total,
     })
-    log.info("hkust: %s", ", ".join(f"{s} {v['calls']} calls {v['utterances']} utts {v['speech_hours']:.2f} h"
-                                    for s, v in stats.items()))
+    log.info("hkust: %s (nn_valid: calls in train listed in %s)", ", ".join(
+        f"{s} {v['calls']} calls {v['utterances']} utts {v['speech_hours']:.2f} h" for s, v in stats.items()),
+        manifests / NN_VALID_NAME)
     return cutsets

@@ -379,6 +379,17 @@ def _load_checked(extractor: SpectralPitch, cut) -> tuple[np.ndarray | None, str
         return None, str(e)
 
 
+def skipped_cut_ids(out_dir: str | Path, split: str) -> list[str]:
+    """Ids of the cuts :func:`compute_features` skipped for ``split`` (``skipped_<split>.txt``; none if absent).
+
+    Later stages tell a cut that exists but has no features from one that is not in the split at all.
+    """
+    path = Path(out_dir) / f"skipped_{split}.txt"
+    if not path.is_file():
+        return []
+    return [line.split("\t", 1)[0] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def compute_features(
     cuts: CutSet,
     out_dir: str | Path,
