@@ -47,6 +47,25 @@ def test_batching_and_padding_are_exact(spec):
         np.testing.assert_allclose(lp, alone[u], atol=1e-5)
 
 
+def test_batch_frames_bounds_the_padded_batch():
+    """Memory goes with batch size × the longest row (all rows are padded to it), not the sum of lengths."""
+    shapes = []
+
+    class Recorder(Identity):
+        def forward(self, x):
+            shapes.append(tuple(x.shape[:2]))
+            return 10 * x
+
+    lengths = [5, 5, 5, 40, 5, 5, 120, 3]
+    utts = [(f"u{i}", np.zeros((n, 4), np.float32)) for i, n in enumerate(lengths)]
+    out = list(log_posteriors(Recorder(), utts, label_delay=2, batch_frames=100))
+    assert [len(lp) for _, lp in out] == lengths
+    assert sum(b for b, _ in shapes) == len(lengths)
+    for batch, longest in shapes:
+        assert batch * longest <= 100 or batch == 1  # an utterance above the bound runs alone
+    assert (1, 122) in shapes
+
+
 def test_input_normalisation_is_part_of_the_model():
     rng = np.random.default_rng(1)
     frames = [rng.normal(3.0, [1.0, 0.2, 5.0], size=(100, 3)) for _ in range(5)]

@@ -27,14 +27,15 @@ def log_posteriors(model: torch.nn.Module, utterances: Iterable[tuple[str, np.nd
                    batch_frames: int = 20000, device: str | torch.device = "cpu") -> Iterator[tuple[str, np.ndarray]]:
     """Yield ``(utt, log p(senone | frame))`` (T × num_pdfs, float32) for each utterance, in input order.
 
-    ``batch_frames`` bounds the padded frames per forward pass (memory); input order is kept within
-    and across batches so callers can stream results.
+    ``batch_frames`` bounds the padded frames per forward pass (batch size × the longest extended
+    utterance in it: that is what memory holds), except that an utterance longer than the bound runs
+    alone. Input order is kept within and across batches so callers can stream results.
     """
     torch.set_flush_denormal(True)  # subnormals slow the CPU by 4x and carry no information (see senone.nn.train)
     model.eval()
     left, right = int(getattr(model, "left_context", 0)), int(getattr(model, "right_context", 0))
     pending: list[tuple[str, np.ndarray]] = []
-    budget = 0
+    longest = 0  # the longest extended utterance pending: every row of the batch is padded to it
 
     def flush() -> Iterator[tuple[str, np.ndarray]]:
         order = sorted(range(len(pending)), key=lambda i: -len(pending[i][1]))
@@ -51,10 +52,10 @@ def log_posteriors(model: torch.nn.Module, utterances: Iterable[tuple[str, np.nd
 
     for utt, feats in utterances:
         n = len(feats) + label_delay + left + right
-        if pending and (budget + n) > batch_frames:
+        if pending and max(longest, n) * (len(pending) + 1) > batch_frames:
             yield from flush()
-            pending, budget = [], 0
+            pending, longest = [], 0
         pending.append((utt, feats))
-        budget += n
+        longest = max(longest, n)
     if pending:
         yield from flush()
