@@ -3,7 +3,7 @@
 
 For every row (network ``t<table>r<row>`` under exp/<recipe>/nn/) the table gives the paper's
 #Params next to ours at the paper's dimensions (93 inputs, 5529 senones), the size actually trained
-(widths scaled by ``nn.tables.width_scale``), our dev and test CER (and tonal syllable error rate),
+(widths scaled by ``nn.tables.width_scale``), our dev and test CER or WER, the recipe's metric (and tonal syllable error rate),
 and the paper's CER on HKUST. Writes ``table<N>.md`` / ``table<N>.csv`` per table, ``tables.md``
 (all five, plus how well our ordering of the rows agrees with the paper's: Spearman's rank
 correlation per table and over all rows) and ``tables.png`` (bars in the paper's row order).
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from senone import SenoneError
 from senone.cli import base_parser, run
 from senone.io import require_file, write_text
 from senone.nn.paper import PAPER_TABLES
@@ -26,8 +27,10 @@ from senone.score.report import plot_paper_tables
 
 log = logging.getLogger("senone.steps.paper_tables")
 
-COLUMNS = ["network", "params_paper_M", "params_ours_paper_dims_M", "params_trained_M", "dev_cer", "test_cer",
-           "test_syl_tonal", "paper_cer"]
+def columns(metric: str) -> list[str]:
+    """Table columns; ours are named by the recipe's metric (cer for Mandarin, wer for English recipes)."""
+    return ["network", "params_paper_M", "params_ours_paper_dims_M", "params_trained_M", f"dev_{metric}",
+            f"test_{metric}", "test_syl_tonal", "paper_cer"]
 
 
 def spearman(a: list[float], b: list[float]) -> float:
@@ -50,16 +53,17 @@ def spearman(a: list[float], b: list[float]) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def row_result(nn_dir: Path, name: str) -> dict:
+def row_result(nn_dir: Path, name: str) -> tuple[str, dict]:
+    """(metric, columns of one row) from a network's model.json and its dev/test scores."""
     info = json.loads(require_file(nn_dir / name / "model.json", "nn_train").read_text())
     out = {"params_ours_paper_dims_M": info["num_params_paper_dims"] / 1e6, "params_trained_M": info["num_params"] / 1e6}
     for split in ("dev", "test"):
         scores = json.loads(require_file(nn_dir / name / f"decode_{split}" / "scores.json", f"nn_decode_{split}").read_text())
-        metric = scores.get("metric", "cer").lower()
-        out[f"{split}_cer"] = scores[metric]["rate"]
+        metric = str(scores.get("metric", "cer")).lower()
+        out[f"{split}_{metric}"] = scores[metric]["rate"]
         if split == "test" and scores.get("syllables"):
             out["test_syl_tonal"] = scores["syllables"]["tonal"]["rate"]
-    return out
+    return metric, out
 
 
 def fmt(v) -> str:
@@ -70,37 +74,45 @@ def fmt(v) -> str:
 
 def main(args) -> None:
     nn_dir, out = Path(args.nn_dir), Path(args.out)
+    results = {f"t{r.table}r{r.index}": row_result(nn_dir, f"t{r.table}r{r.index}")
+               for table in PAPER_TABLES for r in table.rows}
+    metrics = {m for m, _ in results.values()}
+    if len(metrics) != 1:
+        raise SenoneError(f"{nn_dir}: the rows were scored with different metrics {sorted(metrics)}; "
+                          "re-run `snakemake tables` so that all rows come from the same recipe")
+    metric = metrics.pop()
+    cols, label = columns(metric), metric.upper()
     tables = []
     lines = [f"# The reference paper's Tables 1–5 on {args.corpus} (widths x{args.width_scale:g})", "",
-             "Ours: CER % on this corpus (LM weight chosen on dev); paper: CER % on HKUST dev. #Params in millions: "
+             f"Ours: {label} % on this corpus (LM weight chosen on dev); paper: CER % on HKUST dev. #Params in millions: "
              "the paper's, ours at the paper's dimensions (93 inputs, 5529 senones), and what was trained here.", ""]
     all_ours, all_paper = [], []
     for table in PAPER_TABLES:
         rows = []
         for r in table.rows:
-            res = row_result(nn_dir, f"t{r.table}r{r.index}")
+            res = results[f"t{r.table}r{r.index}"][1]
             rows.append({"network": r.spec, "params_paper_M": r.params_m, **res, "paper_cer": r.cer})
-        ours, paper = [row["test_cer"] for row in rows], [row["paper_cer"] for row in rows]
+        ours, paper = [row[f"test_{metric}"] for row in rows], [row["paper_cer"] for row in rows]
         all_ours += ours
         all_paper += paper
         rho = spearman(ours, paper)
         tables.append((table, rows, rho))
         buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
+        w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
         write_text(out / f"table{table.number}.csv", buf.getvalue())
-        md = [f"## Table {table.number}: {table.title}", "", "| " + " | ".join(COLUMNS) + " |",
-              "|---|" + "---:|" * (len(COLUMNS) - 1)]
-        md += ["| " + " | ".join(fmt(row.get(c)) for c in COLUMNS) + " |" for row in rows]
-        md += ["", f"Spearman rank correlation of our test CER with the paper's CER: {rho:.2f}" if np.isfinite(rho)
+        md = [f"## Table {table.number}: {table.title}", "", "| " + " | ".join(cols) + " |",
+              "|---|" + "---:|" * (len(cols) - 1)]
+        md += ["| " + " | ".join(fmt(row.get(c)) for c in cols) + " |" for row in rows]
+        md += ["", f"Spearman rank correlation of our test {label} with the paper's CER: {rho:.2f}" if np.isfinite(rho)
                else "Spearman rank correlation: n/a (fewer than 3 rows or all equal)", ""]
         write_text(out / f"table{table.number}.md", "\n".join(md))
         lines += md
     overall = spearman(all_ours, all_paper)
     lines += [f"Over all {len(all_ours)} rows: Spearman rank correlation {overall:.2f}.", ""]
     write_text(out / "tables.md", "\n".join(lines))
-    plot_paper_tables([(t.number, t.title, rows) for t, rows, _ in tables], out / "tables.png",
+    plot_paper_tables([(t.number, t.title, rows) for t, rows, _ in tables], out / "tables.png", metric=metric,
                       title=f"{args.corpus}: paper tables (widths x{args.width_scale:g})")
     print((out / "tables.md").read_text())
 

@@ -24,8 +24,8 @@ def test_spearman_known_values():
     assert spearman([1, 2], [2, 1]) != spearman([1, 2], [2, 1])  # NaN below 3 rows
 
 
-def fake_results(nn_dir: Path, reverse_table: int) -> None:
-    """Result files as nn_train/decode write them; our CER follows the paper's except in one table."""
+def fake_results(nn_dir: Path, reverse_table: int, metric: str = "cer") -> None:
+    """Result files as nn_train/decode write them; our error rate follows the paper's except in one table."""
     for r in paper_rows():
         d = nn_dir / f"t{r.table}r{r.index}"
         (d / "decode_dev").mkdir(parents=True)
@@ -34,7 +34,7 @@ def fake_results(nn_dir: Path, reverse_table: int) -> None:
         cer = (100 - r.cer) if r.table == reverse_table else r.cer / 3
         for split in ("dev", "test"):
             (d / f"decode_{split}" / "scores.json").write_text(json.dumps({
-                "metric": "cer", "cer": {"rate": cer + (1 if split == "dev" else 0)},
+                "metric": metric, metric: {"rate": cer + (1 if split == "dev" else 0)},
                 "syllables": {"tonal": {"rate": cer / 2}, "toneless": {"rate": 1.0}}}))
 
 
@@ -68,3 +68,28 @@ def test_missing_row_is_a_clear_error(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
     assert proc.returncode == 2
     assert "t3r2/decode_test/scores.json: missing" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_english_recipe_tables_report_wer(tmp_path):
+    """An English recipe (FSDD) scores words: the tables name their columns and rank the rows by WER."""
+    nn_dir, out = tmp_path / "nn", tmp_path / "tables"
+    fake_results(nn_dir, reverse_table=0, metric="wer")
+    proc = subprocess.run([sys.executable, "-m", "steps.paper_tables", "--nn-dir", str(nn_dir), "--out", str(out)],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with open(out / "table1.csv") as f:
+        header = next(csv.reader(f))
+    assert "test_wer" in header and "dev_wer" in header and "test_cer" not in header
+    assert "rank correlation of our test WER with the paper's CER: 1.00" in (out / "table1.md").read_text()
+
+
+def test_rows_scored_with_different_metrics_are_refused(tmp_path):
+    nn_dir = tmp_path / "nn"
+    fake_results(nn_dir, reverse_table=0)
+    (nn_dir / "t2r1" / "decode_dev" / "scores.json").write_text(json.dumps({"metric": "wer", "wer": {"rate": 5.0}}))
+    (nn_dir / "t2r1" / "decode_test" / "scores.json").write_text(json.dumps({"metric": "wer", "wer": {"rate": 5.0}}))
+    proc = subprocess.run([sys.executable, "-m", "steps.paper_tables", "--nn-dir", str(nn_dir), "--out",
+                           str(tmp_path / "t")], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    assert proc.returncode == 2
+    assert "different metrics" in proc.stderr and "Traceback" not in proc.stderr

@@ -465,20 +465,21 @@ def plot_nn_curves(epochs: Sequence[Mapping], out_png: str | os.PathLike, *, tit
 
 
 def plot_paper_tables(tables: Sequence[tuple[int, str, Sequence[Mapping]]], out_png: str | os.PathLike, *,
-                      title: str | None = None) -> None:
-    """One panel per paper table: our dev/test CER per network in the paper's row order, and the
-    paper's CER (HKUST, its own scale) as markers on a second axis, so the orderings can be compared."""
+                      title: str | None = None, metric: str = "cer") -> None:
+    """One panel per paper table: our dev/test error rate (``metric``: the rows' ``dev_<metric>`` and
+    ``test_<metric>``) per network in the paper's row order, and the paper's CER (HKUST, its own scale)
+    as markers on a second axis, so the orderings can be compared."""
     if not tables:
         raise SenoneError(f"{out_png}: no tables to plot")
     fig = _new_figure(4.2 * len(tables), 4.2)
     for k, (number, name, rows) in enumerate(tables):
         ax = fig.add_subplot(1, len(tables), k + 1)
         xs = np.arange(len(rows))
-        ax.bar(xs - 0.2, [r["dev_cer"] for r in rows], width=0.4, color="tab:blue", label="ours dev")
-        ax.bar(xs + 0.2, [r["test_cer"] for r in rows], width=0.4, color="tab:orange", label="ours test")
+        ax.bar(xs - 0.2, [r[f"dev_{metric}"] for r in rows], width=0.4, color="tab:blue", label="ours dev")
+        ax.bar(xs + 0.2, [r[f"test_{metric}"] for r in rows], width=0.4, color="tab:orange", label="ours test")
         ax.set_xticks(xs)
         ax.set_xticklabels([r["network"] for r in rows], rotation=60, ha="right", fontsize=6)
-        ax.set_ylabel("CER % (ours)")
+        ax.set_ylabel(f"{metric.upper()} % (ours)")
         ax.set_title(f"Table {number}: {name}", fontsize=8)
         twin = ax.twinx()
         twin.plot(xs, [r["paper_cer"] for r in rows], linestyle="none", marker="D", color="black", label="paper")
