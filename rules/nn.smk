@@ -17,12 +17,22 @@ PAPER_MODELS = {
 NN_MODELS = {**PAPER_MODELS, **(NN.get("models") or {})}
 
 
-def nn_conf(model):
-    """The settings one network depends on (other networks' entries do not re-run it)."""
-    shared = {k: v for k, v in NN.items() if k not in ("models", "tables", "decode")}
-    return json.dumps({"nn": {**shared, "models": {model: NN_MODELS[model]}},
-                       "features": {"nn": CFG["features"]["nn"]}, "decode": {**CFG["decode"], **(NN.get("decode") or {})},
-                       "language": LANGUAGE, "lang": CFG["lang"]}, ensure_ascii=False, sort_keys=True)
+# nn settings only decoding reads: changing them re-runs the decodes, never the training
+NN_DECODE_ONLY = ("prior_scale", "max_loglike_memory_gb")
+
+
+def nn_conf(model, stage="decode"):
+    """The settings one network's `stage` (train or decode) depends on: other networks' entries, and for
+    training the decoding settings, do not re-run it."""
+    drop = ("models", "tables", "decode") + (NN_DECODE_ONLY if stage == "train" else ())
+    shared = {k: v for k, v in NN.items() if k not in drop}
+    conf = {"nn": {**shared, "models": {model: NN_MODELS[model]}}, "features": {"nn": CFG["features"]["nn"]}}
+    if stage == "decode":
+        decode = {**CFG["decode"], **(NN.get("decode") or {})}
+        if model in PAPER_MODELS and model not in (NN.get("models") or {}):
+            decode.update(NN_TABLES.get("decode") or {})  # the paper's rows: nn.tables.decode over nn.decode
+        conf.update({"decode": decode, "language": LANGUAGE, "lang": CFG["lang"]})
+    return json.dumps(conf, ensure_ascii=False, sort_keys=True)
 
 
 def nn_cmvn(split):
@@ -52,7 +62,7 @@ rule nn_train:
         counts=f"{NN_DIR}/{{model}}/pdf_counts.txt",
         info=f"{NN_DIR}/{{model}}/model.json",
     params:
-        conf=lambda wc: nn_conf(wc.model),
+        conf=lambda wc: nn_conf(wc.model, "train"),
         launcher=nn_launcher(),
     threads: workflow.cores
     benchmark:
