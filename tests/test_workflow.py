@@ -1,4 +1,5 @@
-"""End-to-end: the Snakefile on a tiny synth_zh (100 training utterances, 12 monophone passes).
+"""End-to-end: the Snakefile on a tiny synth_zh (100 training utterances, 12 monophone passes, the
+default CPU-sized CLSTM for 3 epochs).
 
 The bound: on this configuration the monophone reaches about 58% test CER (deterministic for the
 seed). The control decode below, with the acoustic model switched off (LM weight 1000), scores
@@ -20,6 +21,9 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+# the default network on the tiny run: about 60% test CER (3 epochs on 4 minutes of audio); the bound's
+# justification is the monophone's (a decode that learned nothing scores 100%)
+NN_BOUND = 75.0
 TINY = {
     "corpus": {"max_utterances": 100, "dev_minutes": 1.5, "test_minutes": 1.5},
     "gmm": {"mono": {"num_iters": 12, "max_iter_inc": 8, "tot_gauss": 400, "realign_iters": [1, 2, 3, 4, 5, 6, 8, 10]},
@@ -29,6 +33,7 @@ TINY = {
             "tri3": {"num_leaves": 150, "tot_gauss": 600, "num_iters": 8, "max_iter_inc": 5, "realign_iters": [3, 6],
                      "fmllr_iters": [2, 4]}},
     "decode": {"lm_weights": [7, 10, 13], "lm_weight_extend": 0},
+    "nn": {"train": {"num_epochs": 3}, "decode": {"lm_weights": [7, 10, 13]}},
 }
 
 
@@ -150,7 +155,7 @@ def test_network_features_share_the_gmm_frames(tiny_run):
     alignments = read_alignments(tiny_run / "exp" / "synth_zh" / "mono" / "ali.ark")
     assert len(alignments) > 50
     assert {utt: len(ali) for utt, ali in alignments.items()} == {utt: nn[utt] for utt in alignments}
-    conf = {"cmvn": "global", "norm_vars": True}
+    conf = {"cmvn": "global", "norm_vars": True, "pitch": True}  # synth_zh appends the 3 pitch values
     cwd = os.getcwd()
     os.chdir(tiny_run)  # storage paths in the cuts are relative to the workflow's directory, as Kaldi's
     try:
@@ -158,9 +163,40 @@ def test_network_features_share_the_gmm_frames(tiny_run):
         dev = list(iter_nn_inputs(feats / "nn" / "cuts_dev.jsonl.gz", stats, conf))
     finally:
         os.chdir(cwd)
-    assert dev and all(x.shape[1] == 93 and np.isfinite(x).all() for _, x in dev)
+    assert dev and all(x.shape[1] == 96 and np.isfinite(x).all() for _, x in dev)  # 31 x (static, Δ, ΔΔ) + 3
     proc = snakemake(tiny_run, "decode", "--configfile", str(tiny_run / "tiny.yaml"), "--config",
-                     "features={nn: {cmvn: global, pitch: true}}", "--dry-run")
+                     "features={nn: {cmvn: global}}", "--dry-run")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    jobs = [l for l in (proc.stdout + proc.stderr).splitlines() if l.strip().startswith("rule ")]
-    assert [j for j in jobs if "decode:" not in j] == []
+    out = proc.stdout + proc.stderr
+    jobs = {l.strip()[5:-1] for l in out.splitlines() if l.strip().startswith("rule ")}
+    assert jobs <= {"feats", "nn_train", "nn_decode_dev", "nn_decode_test", "results", "decode"}, jobs
+    assert "nn_train" in jobs  # the network's inputs changed, so it retrains...
+    scheduled = [l for l in out.splitlines() if l.strip().startswith("output:")]
+    assert not [l for l in scheduled if "feats/gmm" in l]  # ...but no GMM feature or stage runs again
+
+
+def test_default_network_trained_and_decoded(tiny_run):
+    """`decode` trains the recipe's default network on the senone alignments (torchrun, 2 processes) and
+    decodes it through the alignment stage's HCLG; the RESULTS table reports it beside the GMM systems."""
+    exp = tiny_run / "exp" / "synth_zh"
+    net = exp / "nn" / "clstm"
+    for rel in ["final.pt", "pdf_counts.txt", "model.json", "history.json", "training_curve.png",
+                "checkpoints/epoch_003.pt", "decode_dev/best_lm_weight.json", "decode_test/per_utt.txt"]:
+        assert (net / rel).is_file(), rel
+    info = json.loads((net / "model.json").read_text())
+    assert info["spec"].startswith("CLstm") and info["alignments"].endswith("tri3")
+    # synth_zh trains with nn.processes: 2, so this is torchrun with DistributedDataParallel on 2 CPU processes (gloo)
+    assert info["processes"] == 2 and info["features"]["pitch"]
+    history = json.loads((net / "history.json").read_text())["epochs"]
+    assert len(history) == 3 and history[-1]["train_loss"] < history[0]["train_loss"]
+    assert cer(net / "decode_test" / "cer.txt") < NN_BOUND
+    assert "nn/clstm" in (exp / "RESULTS.md").read_text()
+
+
+def test_decoding_settings_do_not_retrain_the_network(tiny_run):
+    """A new LM-weight grid or prior scale for the networks re-runs their decodes, never their training."""
+    proc = snakemake(tiny_run, "decode", "--configfile", str(tiny_run / "tiny.yaml"), "--config",
+                     "nn={decode: {lm_weights: [8, 12]}, prior_scale: 0.8}", "--dry-run")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    jobs = {l.strip()[5:-1] for l in (proc.stdout + proc.stderr).splitlines() if l.strip().startswith("rule ")}
+    assert {"nn_decode_dev", "nn_decode_test"} <= jobs <= {"nn_decode_dev", "nn_decode_test", "results", "decode"}, jobs
