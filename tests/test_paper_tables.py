@@ -93,3 +93,25 @@ def test_rows_scored_with_different_metrics_are_refused(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
     assert proc.returncode == 2
     assert "different metrics" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_chosen_tables_only(tmp_path):
+    """nn.tables.numbers: a CPU run may build Tables 1 and 5 only; the other rows need not exist."""
+    nn_dir, out = tmp_path / "nn", tmp_path / "tables"
+    fake_results(nn_dir, reverse_table=0)
+    for d in nn_dir.iterdir():
+        if d.name[1] not in "15":
+            for f in sorted(d.rglob("*"), reverse=True):
+                f.unlink() if f.is_file() else f.rmdir()
+            d.rmdir()
+    proc = subprocess.run([sys.executable, "-m", "steps.paper_tables", "--nn-dir", str(nn_dir), "--out", str(out),
+                           "--tables", "5", "1"], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    md = (out / "tables.md").read_text()
+    assert "Tables 1, 5" in md and "## Table 1:" in md and "## Table 5:" in md and "## Table 2:" not in md
+    assert not (out / "table2.csv").exists() and "Over all 7 rows" in md
+    bad = subprocess.run([sys.executable, "-m", "steps.paper_tables", "--nn-dir", str(nn_dir), "--out", str(out),
+                          "--tables", "6"], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         cwd=ROOT)
+    assert bad.returncode == 2 and "Tables 1-5" in bad.stderr
