@@ -164,9 +164,12 @@ def test_layout_and_config_checks():
     assert NnFeatureConfig.from_conf({"pitch": True}).input_dim == 96
     from senone.config import load_config
 
-    cfg = load_config("synth_zh")
-    assert nn_input_layout(cfg) == (31, 3, 0)  # conf/features.yaml: the paper's input
+    cfg = load_config("hkust")
+    assert nn_input_layout(cfg) == (31, 3, 0)  # conf/features.yaml: the paper's input, as the HKUST recipe keeps it
     assert NnFeatureConfig.from_conf(cfg).input_dim == 93
+    cfg = load_config("synth_zh")
+    assert nn_input_layout(cfg) == (31, 3, 3)  # synth_zh appends pitch: its errors are mostly tones
+    assert NnFeatureConfig.from_conf(cfg).input_dim == 96
     bad = [
         ({"cmvn": "utterance"}, "features.nn.cmvn = 'utterance': expected one of speaker, global"),
         ({"num_mel_bins": "30"}, "features.nn.num_mel_bins = '30': expected an integer"),

@@ -271,8 +271,10 @@ def test_hand_written_bptt_equals_autograd(proj):
     ref = torch.autograd.grad(lstm_mod.lstm_scan(*args), present, grad_out)
     for a, b in zip(ours, ref):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
-    with torch.no_grad():  # inference path (keeps no states) gives the same outputs
-        torch.testing.assert_close(lstm_mod.lstm_scan_bptt(*args), lstm_mod.lstm_scan(*args), rtol=0, atol=0)
+    with torch.no_grad():  # inference path (keeps no states) gives the same outputs, up to the last bit: once
+        # TorchScript's profiling executor has optimised the graph (after earlier calls in the same process)
+        # its fused element-wise ops may round differently
+        torch.testing.assert_close(lstm_mod.lstm_scan_bptt(*args), lstm_mod.lstm_scan(*args), rtol=1e-12, atol=1e-14)
 
 
 def test_lstm_initialisation():

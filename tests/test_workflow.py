@@ -119,19 +119,28 @@ def test_nested_command_line_values_are_typed():
                                       "note": "a: b", "n": {"m": 0.001}}
 
 
-def test_senone_alignments_for_the_networks(tiny_run):
-    """The chosen stage's alignments as per-frame pdf-ids, frame for frame."""
+def test_senone_alignments_for_the_networks(tiny_run, tmp_path):
+    """The chosen stage's alignments as per-frame pdf-ids, frame for frame (nn.alignments_from picks the stage).
+
+    The workflow is only dry-run with another stage, and the step writes to tmp: the shared tiny run keeps
+    tri3's senones, which the default network of the tests below is trained on."""
     from senone.hmm.model import GmmHmm
     from senone.io import read_alignments
 
-    proc = snakemake(tiny_run, "exp/synth_zh/senone_ali/pdf.ark", "--configfile", str(tiny_run / "tiny.yaml"),
-                     "--config", "nn={alignments_from: tri2}")
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    dry = snakemake(tiny_run, "exp/synth_zh/senone_ali/pdf.ark", "--configfile", str(tiny_run / "tiny.yaml"),
+                    "--config", "nn={alignments_from: tri2}", "--dry-run")
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    block = dry.stdout.split("rule senone_ali:", 1)[1]
+    assert "exp/synth_zh/tri2/final.pkl" in next(l for l in block.splitlines() if l.strip().startswith("input:"))
     exp = tiny_run / "exp" / "synth_zh"
-    info = json.loads((exp / "senone_ali" / "senones.json").read_text())
+    proc = subprocess.run([sys.executable, "-m", "steps.export_senone_ali", "--stage-dir", str(exp / "tri2"),
+                           "--out", str(tmp_path / "senone_ali")], capture_output=True, text=True, cwd=tiny_run,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    info = json.loads((tmp_path / "senone_ali" / "senones.json").read_text())
     model = GmmHmm.load(exp / "tri2")
     assert info["source"].endswith("tri2") and info["num_pdfs"] == model.num_pdfs
-    pdfs, tids = read_alignments(exp / "senone_ali" / "pdf.ark"), read_alignments(exp / "tri2" / "ali.ark")
+    pdfs, tids = read_alignments(tmp_path / "senone_ali" / "pdf.ark"), read_alignments(exp / "tri2" / "ali.ark")
     assert pdfs.keys() == tids.keys()
     for utt, ali in tids.items():
         np.testing.assert_array_equal(pdfs[utt], model.tid2pdf()[ali])
