@@ -22,7 +22,8 @@ import numpy as np
 from senone import SenoneError
 from senone.cli import base_parser, run
 from senone.io import require_file, write_text
-from senone.nn.paper import PAPER_TABLES
+from senone.nn.model import count_params
+from senone.nn.paper import PAPER_LAYOUT, PAPER_NUM_PDFS, PAPER_TABLES
 from senone.score.report import plot_paper_tables
 
 log = logging.getLogger("senone.steps.paper_tables")
@@ -56,7 +57,7 @@ def spearman(a: list[float], b: list[float]) -> float:
 def row_result(nn_dir: Path, name: str) -> tuple[str, dict]:
     """(metric, columns of one row) from a network's model.json and its dev/test scores."""
     info = json.loads(require_file(nn_dir / name / "model.json", "nn_train").read_text())
-    out = {"params_ours_paper_dims_M": info["num_params_paper_dims"] / 1e6, "params_trained_M": info["num_params"] / 1e6}
+    out = {"params_trained_M": info["num_params"] / 1e6}
     for split in ("dev", "test"):
         scores = json.loads(require_file(nn_dir / name / f"decode_{split}" / "scores.json", f"nn_decode_{split}").read_text())
         metric = str(scores.get("metric", "cer")).lower()
@@ -92,13 +93,16 @@ def main(args) -> None:
         str(t.number) for t in chosen)
     lines = [f"# The reference paper's {names} on {args.corpus} (widths x{args.width_scale:g})", "",
              f"Ours: {label} % on this corpus (LM weight chosen on dev); paper: CER % on HKUST dev. #Params in millions: "
-             "the paper's, ours at the paper's dimensions (93 inputs, 5529 senones), and what was trained here.", ""]
+             "the paper's, ours at the paper's dimensions (93 inputs, 5529 senones, full width), and what was trained "
+             "here.", ""]
     all_ours, all_paper = [], []
     for table in chosen:
         rows = []
         for r in table.rows:
             res = results[f"t{r.table}r{r.index}"][1]
-            rows.append({"network": r.spec, "params_paper_M": r.params_m, **res, "paper_cer": r.cer})
+            full = count_params(r.spec, PAPER_LAYOUT, PAPER_NUM_PDFS) / 1e6  # the network as named, full width
+            rows.append({"network": r.spec, "params_paper_M": r.params_m, "params_ours_paper_dims_M": full, **res,
+                         "paper_cer": r.cer})
         ours, paper = [row[f"test_{metric}"] for row in rows], [row["paper_cer"] for row in rows]
         all_ours += ours
         all_paper += paper

@@ -51,6 +51,9 @@ def test_tables_in_paper_order_with_rank_agreement(tmp_path):
         assert [r["network"] for r in rows] == [r.spec for r in table.rows]
         assert [float(r["paper_cer"]) for r in rows] == [r.cer for r in table.rows]
         assert all(float(r["test_cer"]) > 0 for r in rows)
+        for r, paper in zip(rows, table.rows):  # our count at the paper's dimensions and width, as named
+            if paper.params_spec is None:
+                assert float(r["params_ours_paper_dims_M"]) == pytest.approx(paper.params_m, rel=0.03)
     md = (out / "tables.md").read_text()
     assert "Table 1" in md and "Table 5" in md
     t1 = (out / "table1.md").read_text()

@@ -471,7 +471,8 @@ def plot_paper_tables(tables: Sequence[tuple[int, str, Sequence[Mapping]]], out_
     as markers on a second axis, so the orderings can be compared."""
     if not tables:
         raise SenoneError(f"{out_png}: no tables to plot")
-    fig = _new_figure(4.2 * len(tables), 4.2)
+    fig = _new_figure(5.0 * len(tables), 4.6)
+    fig.subplots_adjust(wspace=0.55)  # room for each panel's second axis and the next one's label
     for k, (number, name, rows) in enumerate(tables):
         ax = fig.add_subplot(1, len(tables), k + 1)
         xs = np.arange(len(rows))
@@ -484,6 +485,7 @@ def plot_paper_tables(tables: Sequence[tuple[int, str, Sequence[Mapping]]], out_
         twin = ax.twinx()
         twin.plot(xs, [r["paper_cer"] for r in rows], linestyle="none", marker="D", color="black", label="paper")
         twin.set_ylabel("CER % (paper, HKUST)", fontsize=7)
+        twin.tick_params(labelsize=7)
         if k == 0:
             h1, l1 = ax.get_legend_handles_labels()
             h2, l2 = twin.get_legend_handles_labels()
