@@ -229,6 +229,10 @@ def main() -> None:
         "| network | spec | params M | epochs | frames/s | outside | train wall s | forward RTF | search CPU s/s |",
         "|---|---|---|---|---|---|---|---|---|",
         *nn_rows,
+        *(["", "Rows t<table>r<row> are networks of `snakemake tables`, run afterwards in the same directory and not part",
+            "of the timed `decode` run; they may have shared the machine with other jobs (lower frames/s), a train wall",
+            "of seconds means the run resumed from a finished checkpoint, and nan marks a network not decoded."]
+          if any(r.startswith("| t") for r in nn_rows) else []),
         "",
         f"## GMM passes (wall seconds per hour of training audio, {args.cores} jobs)",
         "",
