@@ -44,6 +44,12 @@ def nn_cmvn(split):
 def nn_launcher():
     """One process, or torchrun with nn.processes workers (DistributedDataParallel)."""
     n = int(NN.get("processes", 1))
+    if n > 1:
+        import torch  # only here: a one-process recipe does not pay for the import
+
+        from senone.nn.stage import training_processes
+
+        n = training_processes(n, torch.cuda.device_count())
     if n <= 1:
         return f"{STEP}.train_nn"
     return STEP[: -len("-m steps")] + f"-m torch.distributed.run --standalone --nproc_per_node {n} -m steps.train_nn"

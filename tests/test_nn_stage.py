@@ -82,3 +82,14 @@ def test_choose_validation_prefers_the_list(tmp_path):
     train, valid, how = choose_validation(conf, UTT2SPK, UTT2SPK, seed=3)
     assert (train, valid) == split_validation(UTT2SPK, 0.25, "speaker", seed=3) and "speaker" in how
     assert len({UTT2SPK[u] for u in valid}) == 2  # whole speakers until a quarter of the utterances
+
+
+def test_training_processes_one_per_gpu():
+    """A CPU recipe's nn.processes (gloo workers) is capped at one process per GPU where there are GPUs."""
+    from senone.nn.stage import training_processes
+
+    assert training_processes(2, num_gpus=0) == 2  # CPU: gloo, any number
+    assert training_processes(2, num_gpus=1) == 1  # NCCL cannot put two ranks on one GPU
+    assert training_processes(4, num_gpus=8) == 4
+    with pytest.raises(SenoneError, match="nn.processes = 0"):
+        training_processes(0, num_gpus=0)

@@ -177,6 +177,22 @@ def choose_validation(nn_conf: Mapping[str, Any], utt2spk: Mapping[str, str], kn
     return train, valid, f"{fraction:g} of the training {by}s, seed {seed}"
 
 
+def training_processes(requested: int, num_gpus: int) -> int:
+    """How many torchrun processes to start for ``nn.processes = requested``.
+
+    On CPUs every process is a gloo worker, so any number works. On GPUs each process needs a device of
+    its own (NCCL refuses two ranks on one GPU), so a recipe tuned for a 2-core CPU (synth_zh asks for
+    2) runs one process per GPU present, at most ``requested``.
+    """
+    if requested < 1:
+        raise SenoneError(f"nn.processes = {requested}: expected 1 or more")
+    if num_gpus > 0 and requested > num_gpus:
+        log.warning("nn.processes = %d but %d GPU(s): training with %d process(es), one per GPU",
+                    requested, num_gpus, num_gpus)
+        return num_gpus
+    return requested
+
+
 def write_pdf_counts(path: str | os.PathLike, counts: Sequence[int]) -> None:
     """Senone frame counts as a Kaldi text vector (what ``analyze-counts`` writes; nnet1 reads it)."""
     write_text(path, "[ " + " ".join(str(int(c)) for c in counts) + " ]\n")
