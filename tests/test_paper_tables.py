@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,12 +39,17 @@ def fake_results(nn_dir: Path, reverse_table: int, metric: str = "cer") -> None:
                 "syllables": {"tonal": {"rate": cer / 2}, "toneless": {"rate": 1.0}}}))
 
 
+def run_tables(nn_dir: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    """The tables step as the workflow runs it."""
+    return subprocess.run([sys.executable, "-m", "steps.paper_tables", "--nn-dir", str(nn_dir), "--out", str(out),
+                           *extra], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          cwd=ROOT)
+
+
 def test_tables_in_paper_order_with_rank_agreement(tmp_path):
     nn_dir, out = tmp_path / "nn", tmp_path / "tables"
     fake_results(nn_dir, reverse_table=2)
-    proc = subprocess.run([sys.executable, "-m", "steps.paper_tables", "--nn-dir", str(nn_dir), "--out", str(out),
-                           "--corpus", "toy", "--width-scale", "0.125"], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    proc = run_tables(nn_dir, out, "--corpus", "toy", "--width-scale", "0.125")
     assert proc.returncode == 0, proc.stderr[-2000:]
     for table in PAPER_TABLES:
         with open(out / f"table{table.number}.csv") as f:
@@ -66,9 +72,7 @@ def test_missing_row_is_a_clear_error(tmp_path):
     nn_dir = tmp_path / "nn"
     fake_results(nn_dir, reverse_table=0)
     (nn_dir / "t3r2" / "decode_test" / "scores.json").unlink()
-    proc = subprocess.run([sys.executable, "-m", "steps.paper_tables", "--nn-dir", str(nn_dir), "--out",
-                           str(tmp_path / "t")], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    proc = run_tables(nn_dir, tmp_path / "t")
     assert proc.returncode == 2
     assert "t3r2/decode_test/scores.json: missing" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -77,8 +81,7 @@ def test_english_recipe_tables_report_wer(tmp_path):
     """An English recipe (FSDD) scores words: the tables name their columns and rank the rows by WER."""
     nn_dir, out = tmp_path / "nn", tmp_path / "tables"
     fake_results(nn_dir, reverse_table=0, metric="wer")
-    proc = subprocess.run([sys.executable, "-m", "steps.paper_tables", "--nn-dir", str(nn_dir), "--out", str(out)],
-                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    proc = run_tables(nn_dir, out)
     assert proc.returncode == 0, proc.stderr[-2000:]
     with open(out / "table1.csv") as f:
         header = next(csv.reader(f))
@@ -91,9 +94,7 @@ def test_rows_scored_with_different_metrics_are_refused(tmp_path):
     fake_results(nn_dir, reverse_table=0)
     (nn_dir / "t2r1" / "decode_dev" / "scores.json").write_text(json.dumps({"metric": "wer", "wer": {"rate": 5.0}}))
     (nn_dir / "t2r1" / "decode_test" / "scores.json").write_text(json.dumps({"metric": "wer", "wer": {"rate": 5.0}}))
-    proc = subprocess.run([sys.executable, "-m", "steps.paper_tables", "--nn-dir", str(nn_dir), "--out",
-                           str(tmp_path / "t")], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    proc = run_tables(nn_dir, tmp_path / "t")
     assert proc.returncode == 2
     assert "different metrics" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -104,17 +105,11 @@ def test_chosen_tables_only(tmp_path):
     fake_results(nn_dir, reverse_table=0)
     for d in nn_dir.iterdir():
         if d.name[1] not in "15":
-            for f in sorted(d.rglob("*"), reverse=True):
-                f.unlink() if f.is_file() else f.rmdir()
-            d.rmdir()
-    proc = subprocess.run([sys.executable, "-m", "steps.paper_tables", "--nn-dir", str(nn_dir), "--out", str(out),
-                           "--tables", "5", "1"], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+            shutil.rmtree(d)
+    proc = run_tables(nn_dir, out, "--tables", "5", "1")
     assert proc.returncode == 0, proc.stderr[-2000:]
     md = (out / "tables.md").read_text()
     assert "Tables 1, 5" in md and "## Table 1:" in md and "## Table 5:" in md and "## Table 2:" not in md
     assert not (out / "table2.csv").exists() and "Over all 7 rows" in md
-    bad = subprocess.run([sys.executable, "-m", "steps.paper_tables", "--nn-dir", str(nn_dir), "--out", str(out),
-                          "--tables", "6"], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                         cwd=ROOT)
+    bad = run_tables(nn_dir, out, "--tables", "6")
     assert bad.returncode == 2 and "Tables 1-5" in bad.stderr
