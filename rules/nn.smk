@@ -69,7 +69,7 @@ rule nn_train:
         info=f"{NN_DIR}/{{model}}/model.json",
     params:
         conf=lambda wc: nn_conf(wc.model, "train"),
-        launcher=nn_launcher(),
+        launcher=lambda wc: nn_launcher(),  # when a network is in the DAG: only then is torch imported
     threads: workflow.cores
     benchmark:
         f"{EXP}/benchmarks/nn_{{model}}.tsv"
@@ -136,8 +136,8 @@ rule tables:
     """The paper's Tables 1-5 (nn.tables.numbers): every row trained (widths x nn.tables.width_scale) and decoded,
     as md/csv/png."""
     input:
-        [f"{NN_DIR}/{m}/decode_{split}/{METRIC}.txt" for m in PAPER_MODELS for split in ("dev", "test")
-         if int(m[1:].split("r")[0]) in TABLE_NUMBERS],
+        [f"{NN_DIR}/t{r.table}r{r.index}/decode_{split}/{METRIC}.txt" for r in paper_rows() if r.table in TABLE_NUMBERS
+         for split in ("dev", "test")],
     output:
         md=f"{EXP}/tables/tables.md",
         png=f"{EXP}/tables/tables.png",
