@@ -41,6 +41,31 @@ def nn_cmvn(split):
     return f"{NN_FEATS}/cmvn_{stats_split}.npz"
 
 
+# nn.fmllr_features: the alignment stage (a SAT system) adds its speaker-adapted features to every network's input
+NN_FMLLR = bool(NN.get("fmllr_features"))
+if NN_FMLLR and CFG["gmm"].get(ALI_FROM, {}).get("kind") != "sat":
+    sys.exit(f"error: nn.fmllr_features needs a SAT stage to take the adapted features from, but the networks' "
+             f"alignments come from {ALI_FROM}; set nn.alignments_from to a SAT system or nn.fmllr_features: false")
+
+
+def nn_fmllr_inputs(split):
+    """The GMM features of `split` and that split's fMLLR transforms (SAT training, or the SAT stage's decode)."""
+    if not NN_FMLLR:
+        return []
+    transforms = f"{EXP}/{ALI_FROM}/final.mdl" if split == "train" else f"{EXP}/{ALI_FROM}/decode_{split}/{METRIC}.txt"
+    return [f"{FEATS}/cuts_{split}.jsonl.gz", f"{FEATS}/cmvn_{split}.npz", transforms]
+
+
+def nn_fmllr_args(split):
+    """The step options that go with nn_fmllr_inputs(split)."""
+    if not NN_FMLLR:
+        return ""
+    if split == "train":
+        return f"--fmllr-stage {EXP}/{ALI_FROM} --gmm-feats {FEATS}"
+    return (f"--gmm-feats {FEATS}/cuts_{split}.jsonl.gz --cmvn {FEATS}/cmvn_{split}.npz "
+            f"--transform-dir {EXP}/{ALI_FROM}/decode_{split}")
+
+
 def nn_launcher():
     """One process, or torchrun with nn.processes workers (DistributedDataParallel)."""
     n = int(NN.get("processes", 1))
@@ -63,6 +88,7 @@ rule nn_train:
         ali=f"{EXP}/senone_ali/pdf.ark",
         senones=f"{EXP}/senone_ali/senones.json",
         valid=[NN_VALID_FROM] if NN_VALID_FROM else [],  # nn.valid_from: the validation utterances, when listed
+        fmllr=nn_fmllr_inputs("train"),
     output:
         model=f"{NN_DIR}/{{model}}/final.pt",
         counts=f"{NN_DIR}/{{model}}/pdf_counts.txt",
@@ -70,6 +96,7 @@ rule nn_train:
     params:
         conf=lambda wc: nn_conf(wc.model, "train"),
         launcher=lambda wc: nn_launcher(),  # when a network is in the DAG: only then is torch imported
+        fmllr=nn_fmllr_args("train"),
     threads: workflow.cores
     benchmark:
         f"{EXP}/benchmarks/nn_{{model}}.tsv"
@@ -77,7 +104,8 @@ rule nn_train:
         f"{NN_DIR}/{{model}}/log/train.log",
     shell:
         "{params.launcher} --conf '{params.conf}' --model {wildcards.model} --feats-dir {NN_FEATS} "
-        "--ali {input.ali} --senones {input.senones} --out {NN_DIR}/{wildcards.model} --threads {threads} --log-file {log}"
+        "--ali {input.ali} --senones {input.senones} {params.fmllr} --out {NN_DIR}/{wildcards.model} --threads {threads} "
+        "--log-file {log}"
 
 
 rule nn_decode_dev:
@@ -88,11 +116,13 @@ rule nn_decode_dev:
         feats=f"{NN_FEATS}/cuts_dev.jsonl.gz",
         cmvn=nn_cmvn("dev"),
         cuts=cuts("dev"),
+        fmllr=nn_fmllr_inputs("dev"),
     output:
         score=f"{NN_DIR}/{{model}}/decode_dev/{METRIC}.txt",
         best=f"{NN_DIR}/{{model}}/decode_dev/best_lm_weight.json",
     params:
         conf=lambda wc: nn_conf(wc.model),
+        fmllr=nn_fmllr_args("dev"),
     threads: workflow.cores
     benchmark:
         f"{EXP}/benchmarks/nn_decode_dev_{{model}}.tsv"
@@ -101,7 +131,7 @@ rule nn_decode_dev:
     shell:
         "{STEP}.decode --conf '{params.conf}' --model-dir {EXP}/{ALI_FROM} --graph {EXP}/{ALI_FROM}/graph "
         "--nn {NN_DIR}/{wildcards.model} --split dev --cuts {input.cuts} --feats {input.feats} --sweep "
-        "--out {NN_DIR}/{wildcards.model}/decode_dev --threads {threads} --log {log}"
+        "{params.fmllr} --out {NN_DIR}/{wildcards.model}/decode_dev --threads {threads} --log {log}"
 
 
 rule nn_decode_test:
@@ -112,11 +142,13 @@ rule nn_decode_test:
         feats=f"{NN_FEATS}/cuts_test.jsonl.gz",
         cmvn=nn_cmvn("test"),
         cuts=cuts("test"),
+        fmllr=nn_fmllr_inputs("test"),
         best=f"{NN_DIR}/{{model}}/decode_dev/best_lm_weight.json",
     output:
         test_scores("nn/{model}"),
     params:
         conf=lambda wc: nn_conf(wc.model),
+        fmllr=nn_fmllr_args("test"),
     threads: workflow.cores
     benchmark:
         f"{EXP}/benchmarks/nn_decode_test_{{model}}.tsv"
@@ -125,7 +157,7 @@ rule nn_decode_test:
     shell:
         "{STEP}.decode --conf '{params.conf}' --model-dir {EXP}/{ALI_FROM} --graph {EXP}/{ALI_FROM}/graph "
         "--nn {NN_DIR}/{wildcards.model} --split test --cuts {input.cuts} --feats {input.feats} "
-        "--lm-weight-from {input.best} --out {NN_DIR}/{wildcards.model}/decode_test --threads {threads} --log {log}"
+        "--lm-weight-from {input.best} {params.fmllr} --out {NN_DIR}/{wildcards.model}/decode_test --threads {threads} --log {log}"
 
 
 # nn.tables.numbers: which of the paper's tables `tables` builds (all five by default; a CPU may take one or two)

@@ -31,6 +31,7 @@ from senone import SenoneError
 from senone.cli import base_parser, parse_conf, run
 from senone.decode import DecodeStats, GmmScorer, NnScorer, decode_dataset, sweep_acoustic_scale
 from senone.decode.fmllr import first_pass_transforms
+from senone.feats.adapted import TRANSFORMS_FILE, adapted_features, append_adapted
 from senone.feats import load_cmvn_stats, speaker_of
 from senone.feats.fmllr import write_fmllr_transforms
 from senone.feats.transform import PIPELINE_FILE, load_stage_features
@@ -107,8 +108,26 @@ def nn_scores(args, conf: dict, model: GmmHmm, feats_cuts: CutSet, timing: dict)
     # longest first: batches of similar lengths waste little padding
     ordered = sorted(feats_cuts, key=lambda c: -c.num_frames)
 
+    adapted = None
+    if info.get("fmllr"):
+        # trained with the SAT stage's adapted features appended: this split's speakers' transforms come from
+        # that stage's own decode of the split (Kaldi nnet1's --transform-dir)
+        if not (args.gmm_feats and args.cmvn and args.transform_dir):
+            raise SenoneError(f"{nn_dir} was trained with {info['fmllr']['stage']}'s fMLLR features appended: give "
+                              "--gmm-feats, --cmvn and --transform-dir (that stage's decode of this split)")
+        if info["fmllr"]["stage"] != Path(args.model_dir).name:
+            raise SenoneError(f"{nn_dir} was trained with {info['fmllr']['stage']}'s fMLLR features, but --model-dir is "
+                              f"{args.model_dir}; decode it with that stage")
+        adapted = adapted_features(Path(args.model_dir), CutSet.from_file(require_file(args.gmm_feats, "feats")),
+                                   load_cmvn_stats(require_file(args.cmvn, "feats")),
+                                   require_file(Path(args.transform_dir) / TRANSFORMS_FILE, "the SAT stage's decode"))
+        log.info("network inputs: + %s's speaker-adapted features (%d per frame), transforms from %s",
+                 info["fmllr"]["stage"], info["fmllr"]["dim"], Path(args.transform_dir) / TRANSFORMS_FILE)
+
     def compute() -> Iterable[tuple[str, np.ndarray]]:
         inputs = iter_nn_inputs(ordered, cmvn, fconf)
+        if adapted is not None:
+            inputs = ((utt, append_adapted(utt, x, adapted[utt])) for utt, x in inputs)
         t0 = time.perf_counter()
         for utt, logp in log_posteriors(net, inputs, int(info["label_delay"]), device=device):
             ll = pseudo_loglikes(logp, log_prior, prior_scale)
@@ -220,7 +239,10 @@ if __name__ == "__main__":
     p.add_argument("--graph", required=True)
     p.add_argument("--cuts", required=True, help="manifest cuts (references)")
     p.add_argument("--feats", required=True)
-    p.add_argument("--cmvn", help="CMVN statistics of the GMM features (GMM systems)")
+    p.add_argument("--cmvn", help="CMVN statistics of the GMM features (GMM systems; networks with fMLLR inputs)")
+    p.add_argument("--gmm-feats", help="a network trained with fMLLR inputs: the split's GMM feature cuts")
+    p.add_argument("--transform-dir", help="a network trained with fMLLR inputs: the SAT stage's decode of the "
+                   "split (its trans.ark)")
     p.add_argument("--nn", help="a trained network's directory (exp/<recipe>/nn/<model>): decode with it")
     p.add_argument("--split", default=None, help="the split being decoded (nn: finds its CMVN statistics)")
     p.add_argument("--out", required=True)

@@ -20,7 +20,8 @@ from lhotse import CutSet
 
 from senone import SenoneError
 from senone.cli import base_parser, parse_conf, run
-from senone.feats import speaker_of
+from senone.feats import load_cmvn_stats, speaker_of
+from senone.feats.adapted import TRANSFORMS_FILE, adapted_dim, adapted_features, append_adapted
 from senone.feats.extract import skipped_cut_ids
 from senone.feats.nn import iter_nn_inputs, load_nn_cmvn, nn_input_layout
 from senone.io import read_alignments, require_file, write_json
@@ -67,15 +68,32 @@ def main(args) -> None:
     known = set(by_id) | set(skipped_cut_ids(feats_dir, args.split))
     train_utts, valid_utts, valid_how = choose_validation(nn_conf, utt2spk, known, seed=entry.train.seed)
     cmvn = load_nn_cmvn(feats_dir, args.split, fconf)
+    bands, streams, extra = nn_input_layout(fconf)
+    adapted, fmllr_info = None, None
+    if nn_conf.get("fmllr_features"):
+        # the SAT stage's speaker-adapted features appended (Kaldi nnet1's make_fmllr_feats.sh), training
+        # speakers' transforms from SAT training
+        if not (args.fmllr_stage and args.gmm_feats):
+            raise SenoneError("nn.fmllr_features is on: give --fmllr-stage (the SAT stage) and --gmm-feats")
+        gmm_dir = Path(args.gmm_feats)
+        gmm_cuts = CutSet.from_file(require_file(gmm_dir / f"cuts_{args.split}.jsonl.gz", "feats (kind gmm)"))
+        adapted = adapted_features(args.fmllr_stage, gmm_cuts,
+                                   load_cmvn_stats(require_file(gmm_dir / f"cmvn_{args.split}.npz", "feats")),
+                                   require_file(Path(args.fmllr_stage) / TRANSFORMS_FILE, "the SAT stage"))
+        dim = adapted_dim(args.fmllr_stage, next(iter(gmm_cuts)).num_features)
+        fmllr_info = {"stage": Path(args.fmllr_stage).name, "dim": dim}
+        extra += dim
 
     def load_one(utt: str) -> np.ndarray:
         x = next(iter_nn_inputs([by_id[utt]], cmvn, fconf))[1]
+        if adapted is not None:
+            x = append_adapted(utt, x, adapted[utt])
         if len(x) != len(labels[utt]):
             raise SenoneError(f"{utt}: {len(x)} feature frames but {len(labels[utt])} aligned frames; the nn and gmm "
                               "features must use the same framing (frame shift/length) — re-run the feats stage")
         return x
 
-    layout = nn_input_layout(fconf)
+    layout = (bands, streams, extra)
     frame_bytes = 4 * layout[0] * layout[1] + 4 * layout[2]
     total_frames = sum(len(labels[u]) for u in utt2spk)
     in_memory = total_frames * frame_bytes <= float(nn_conf.get("max_feature_memory_gb", 4.0)) * 2**30
@@ -101,7 +119,7 @@ def main(args) -> None:
              total_frames / 360000, valid_how, size, threads, device)
     model_info = {"name": entry.name, "spec": entry.spec, "width_scale": entry.width_scale, "layout": list(layout),
                   "num_pdfs": num_pdfs, "num_params": n_params, "label_delay": entry.train.chunking(model).label_delay,
-                  "features": fconf, "alignments": info.get("source")}
+                  "features": fconf, "alignments": info.get("source"), "fmllr": fmllr_info}
 
     def on_epoch(history) -> None:
         plot_nn_curves([vars(r) for r in history], out / "training_curve.png", title=f"{entry.name}: {entry.spec}")
@@ -124,5 +142,8 @@ if __name__ == "__main__":
     p.add_argument("--split", default="train")
     p.add_argument("--ali", required=True, help="senone (pdf-id) alignments: exp/<recipe>/senone_ali/pdf.ark")
     p.add_argument("--senones", required=True, help="exp/<recipe>/senone_ali/senones.json")
+    p.add_argument("--fmllr-stage", help="nn.fmllr_features: the SAT stage (exp/<recipe>/tri3) whose adapted features "
+                   "are appended")
+    p.add_argument("--gmm-feats", help="nn.fmllr_features: the GMM features (data/<recipe>/feats/gmm)")
     p.add_argument("--out", required=True)
     run(main, p)

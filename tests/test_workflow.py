@@ -130,6 +130,11 @@ def test_senone_alignments_for_the_networks(tiny_run, tmp_path):
     dry = snakemake(tiny_run, "exp/synth_zh/senone_ali/pdf.ark", "--configfile", str(tiny_run / "tiny.yaml"),
                     "--config", "nn={alignments_from: tri2}", "--dry-run")
     assert dry.returncode == 0, dry.stderr[-2000:]
+    # fMLLR inputs for the networks need a SAT alignment stage: one clear line otherwise
+    refused = snakemake(tiny_run, "decode", "--configfile", str(tiny_run / "tiny.yaml"), "--config",
+                        "nn={alignments_from: tri2, fmllr_features: true}", "--dry-run")
+    assert refused.returncode != 0
+    assert "nn.fmllr_features needs a SAT stage" in refused.stderr + refused.stdout
     block = dry.stdout.split("rule senone_ali:", 1)[1]
     assert "exp/synth_zh/tri2/final.pkl" in next(l for l in block.splitlines() if l.strip().startswith("input:"))
     exp = tiny_run / "exp" / "synth_zh"
@@ -196,10 +201,27 @@ def test_default_network_trained_and_decoded(tiny_run):
     assert info["spec"].startswith("CLstm") and info["alignments"].endswith("tri3")
     # synth_zh trains with nn.processes: 2, so this is torchrun with DistributedDataParallel on 2 CPU processes (gloo)
     assert info["processes"] == 2 and info["features"]["pitch"]
+    assert info["fmllr"] is None and info["layout"] == [31, 3, 3]
     history = json.loads((net / "history.json").read_text())["epochs"]
     assert len(history) == 3 and history[-1]["train_loss"] < history[0]["train_loss"]
     assert cer(net / "decode_test" / "cer.txt") < NN_BOUND
     assert "nn/clstm" in (exp / "RESULTS.md").read_text()
+
+
+def test_network_with_fmllr_inputs(tiny_run):
+    """nn.fmllr_features: tri3's speaker-adapted features (40 per frame) appended to the network's input, the
+    training speakers' transforms from SAT training, dev/test's from tri3's own decodes."""
+    fmllr = "nn={fmllr_features: true, models: {fm: {spec: 'CLstm384P256+Pooling+3xReLU2000', width_scale: 0.0625, " \
+            "train: {num_epochs: 1}}}}"
+    target = "exp/synth_zh/nn/fm/decode_test/cer.txt"
+    proc = snakemake(tiny_run, target, "--configfile", str(tiny_run / "tiny.yaml"), "--config", fmllr)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    net = tiny_run / "exp" / "synth_zh" / "nn" / "fm"
+    info = json.loads((net / "model.json").read_text())
+    assert info["fmllr"] == {"stage": "tri3", "dim": 40} and info["layout"] == [31, 3, 3 + 40]
+    assert "speaker-adapted features (40 per frame), transforms from exp/synth_zh/tri3/decode_test/trans.ark" in \
+        (net / "log" / "decode_test.log").read_text()
+    assert cer(net / "decode_test" / "cer.txt") < 100.0
 
 
 def test_decoding_settings_do_not_retrain_the_network(tiny_run):
