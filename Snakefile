@@ -38,7 +38,11 @@ ALI_FROM = CFG.get("nn", {}).get("alignments_from") or BEST  # which GMM stage g
 # nn.valid_fraction). One inside the manifests folder is the recipe's prepare's to write (HKUST's ~3 h of calls).
 NN_VALID_FROM = CFG.get("nn", {}).get("valid_from") or None
 _IN_MANIFESTS = bool(NN_VALID_FROM) and os.path.normpath(NN_VALID_FROM).startswith(MANIFESTS + "/")
-PREPARED_LISTS = [NN_VALID_FROM] if _IN_MANIFESTS else []
+# Extra LM text (lm.extra_text): files in the manifests folder are the recipe's prepare's to write (synth_zh's
+# never-spoken sentences); the lexicon and the LM re-run when any of them changes
+LM_EXTRA_TEXT = [str(p) for p in (CFG.get("lm", {}).get("extra_text") or [])]
+PREPARED_LISTS = ([NN_VALID_FROM] if _IN_MANIFESTS else []) + [
+    p for p in LM_EXTRA_TEXT if os.path.normpath(p).startswith(MANIFESTS + "/")]
 # Mandarin is scored by characters (cer.txt, plus pinyin syllable error rates), English by words (wer.txt)
 LANGUAGE = CFG.get("language", "zh")
 METRIC = "wer" if LANGUAGE == "en" else "cer"
@@ -149,6 +153,7 @@ rule prepare:
 rule lang:
     input:
         train=cuts("train"),
+        extra_text=LM_EXTRA_TEXT,
     output:
         L=f"{DATA}/lang/L.fst",
         words=f"{DATA}/lang/words.txt",
@@ -167,6 +172,7 @@ rule lm:
         train=cuts("train"),
         dev=cuts("dev"),
         words=f"{DATA}/lang/words.txt",
+        extra_text=LM_EXTRA_TEXT,
     output:
         G=f"{DATA}/lm/G.fst",
         report=f"{DATA}/lm/lm_report.json",

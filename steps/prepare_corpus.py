@@ -17,7 +17,7 @@ def main(args) -> None:
     conf = dict(parse_conf(args.conf))
     name = conf.pop("prepare")
     conf.pop("name", None)
-    expect = conf.pop("expect_files", [])  # what the workflow needs besides the manifests (nn.valid_from)
+    expect = conf.pop("expect_files", [])  # what the workflow needs besides the manifests (nn.valid_from, LM text)
     try:
         module = importlib.import_module(f"local.{name}.prepare")
     except ModuleNotFoundError as exc:
@@ -35,9 +35,9 @@ def main(args) -> None:
         log.info("%s: %d cuts, %.2f h", split, len(cuts), sum(c.duration for c in cuts) / 3600)
     for path in expect:
         if not Path(path).is_file():
-            raise SenoneError(f"nn.valid_from = {path} lies in the manifests folder, which corpus preparation writes, "
-                              f"but local/{name}/prepare.py writes no such file; point nn.valid_from at your own list "
-                              "of training utterance ids, or set it to null to draw nn.valid_fraction")
+            raise SenoneError(f"{path} (nn.valid_from or lm.extra_text) lies in the manifests folder, which corpus "
+                              f"preparation writes, but local/{name}/prepare.py writes no such file; point the setting "
+                              "at a file of your own, or remove it")
 
 
 if __name__ == "__main__":

@@ -102,6 +102,23 @@ def test_speakers_and_sentences_disjoint(tiny):
     assert len(voices) == 10
 
 
+def test_lm_text_is_the_unspoken_training_pool(tiny):
+    """synth_zh_lm_text.txt (lm.extra_text of the recipe): sentences no split speaks, never a dev/test sentence."""
+    parent, cuts = tiny
+    out = parent / "corpus" / "manifests"
+    lines = (out / P.LM_TEXT_NAME).read_text(encoding="utf-8").splitlines()
+    spoken = {s: {c.supervisions[0].text for c in cuts[s]} for s in P.SPLITS}
+    report = json.loads((out / "synth_zh_report.json").read_text())
+    assert report["lm_text"]["sentences"] == len(lines) > 100  # 400 sentences read, 60 spoken in train
+    assert lines and all(t and all(is_cjk_char(c) for c in t) for t in lines)
+    assert not set(lines) & (spoken["dev"] | spoken["test"] | spoken["train"])
+
+
+def test_unspoken_sentences_drop_spoken_ids_and_held_out_texts():
+    pool = [P.Sentence(id=f"s{i}", text=t, pinyin="", pinyin_source="espeak") for i, t in enumerate(["你好", "谢谢", "再见"])]
+    assert P.unspoken_sentences(pool, spoken={"s0"}, held_out_texts={"再见"}) == ["谢谢"]
+
+
 def test_same_seed_same_bytes_any_num_jobs(tiny, tmp_path):
     parent, _ = tiny
     _generate(tmp_path, num_jobs=1)
