@@ -32,6 +32,9 @@ TINY = {
                      "mllt_iters": [2, 4]},
             "tri3": {"num_leaves": 150, "tot_gauss": 600, "num_iters": 8, "max_iter_inc": 5, "realign_iters": [3, 6],
                      "fmllr_iters": [2, 4]}},
+    # the tiny corpus leaves ~3600 sentences unspoken: as LM text they would triple the graphs and slow every decode
+    # of its weak models; test_lm_extra_text_is_wired checks the wiring instead
+    "lm": {"extra_text": []},
     "decode": {"lm_weights": [7, 10, 13], "lm_weight_extend": 0},
     "nn": {"train": {"num_epochs": 3}, "decode": {"lm_weights": [7, 10, 13]}},
 }
@@ -206,6 +209,21 @@ def test_default_network_trained_and_decoded(tiny_run):
     assert len(history) == 3 and history[-1]["train_loss"] < history[0]["train_loss"]
     assert cer(net / "decode_test" / "cer.txt") < NN_BOUND
     assert "nn/clstm" in (exp / "RESULTS.md").read_text()
+
+
+def test_lm_extra_text_is_wired(tiny_run):
+    """synth_zh's lm.extra_text (the never-spoken sentences prepare writes) is an input of lang and lm: naming it
+    re-runs the lexicon and the LM (and what depends on them), not the corpus or its features."""
+    text = "data/synth_zh/manifests/synth_zh_lm_text.txt"
+    assert (tiny_run / text).is_file()  # prepare writes it whatever the recipe says
+    proc = snakemake(tiny_run, "decode", "--configfile", str(tiny_run / "tiny.yaml"), "--config",
+                     f"lm={{extra_text: [{text}]}}", "--dry-run")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout + proc.stderr
+    blocks = {b.split(":", 1)[0].strip(): b for b in out.split("rule ")[1:]}
+    assert {"lang", "lm"} <= blocks.keys() and "prepare" not in blocks and "feats" not in blocks
+    for rule in ("lang", "lm"):
+        assert text in next(l for l in blocks[rule].splitlines() if l.strip().startswith("input:"))
 
 
 def test_network_with_fmllr_inputs(tiny_run):
