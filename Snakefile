@@ -41,8 +41,9 @@ _IN_MANIFESTS = bool(NN_VALID_FROM) and os.path.normpath(NN_VALID_FROM).startswi
 # Extra LM text (lm.extra_text): files in the manifests folder are the recipe's prepare's to write (synth_zh's
 # never-spoken sentences); the lexicon and the LM re-run when any of them changes
 LM_EXTRA_TEXT = [str(p) for p in (CFG.get("lm", {}).get("extra_text") or [])]
-PREPARED_LISTS = ([NN_VALID_FROM] if _IN_MANIFESTS else []) + [
-    p for p in LM_EXTRA_TEXT if os.path.normpath(p).startswith(MANIFESTS + "/")]
+PREPARED_LISTS = [NN_VALID_FROM] if _IN_MANIFESTS else []
+# outputs of prepare only (not in its settings, so naming them does not re-run the corpus and everything after it)
+PREPARED_TEXT = [p for p in LM_EXTRA_TEXT if os.path.normpath(p).startswith(MANIFESTS + "/")]
 # Mandarin is scored by characters (cer.txt, plus pinyin syllable error rates), English by words (wer.txt)
 LANGUAGE = CFG.get("language", "zh")
 METRIC = "wer" if LANGUAGE == "en" else "cer"
@@ -134,7 +135,7 @@ rule results:
 
 rule prepare:
     output:
-        [cuts(s) for s in SPLITS] + PREPARED_LISTS,
+        [cuts(s) for s in SPLITS] + PREPARED_LISTS + PREPARED_TEXT,
     params:
         # files it must write besides the manifests ride along in the conf (unchanged for recipes without any)
         conf=json.dumps({**CFG["corpus"], **({"expect_files": PREPARED_LISTS} if PREPARED_LISTS else {})},
