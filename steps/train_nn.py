@@ -21,7 +21,7 @@ from lhotse import CutSet
 from senone import SenoneError
 from senone.cli import base_parser, parse_conf, run
 from senone.feats import load_cmvn_stats, speaker_of
-from senone.feats.adapted import TRANSFORMS_FILE, adapted_dim, adapted_features, append_adapted
+from senone.feats.adapted import TRANSFORMS_FILE, adapted_features, append_adapted
 from senone.feats.extract import skipped_cut_ids
 from senone.feats.nn import iter_nn_inputs, load_nn_cmvn, nn_input_layout
 from senone.io import read_alignments, require_file, write_json
@@ -80,9 +80,8 @@ def main(args) -> None:
         adapted = adapted_features(args.fmllr_stage, gmm_cuts,
                                    load_cmvn_stats(require_file(gmm_dir / f"cmvn_{args.split}.npz", "feats")),
                                    require_file(Path(args.fmllr_stage) / TRANSFORMS_FILE, "the SAT stage"))
-        dim = adapted_dim(args.fmllr_stage, next(iter(gmm_cuts)).num_features)
-        fmllr_info = {"stage": Path(args.fmllr_stage).name, "dim": dim}
-        extra += dim
+        fmllr_info = {"stage": Path(args.fmllr_stage).name, "dim": adapted.dim}
+        extra += adapted.dim
 
     def load_one(utt: str) -> np.ndarray:
         x = next(iter_nn_inputs([by_id[utt]], cmvn, fconf))[1]

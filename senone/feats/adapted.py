@@ -25,7 +25,7 @@ import numpy as np
 
 from senone import SenoneError
 from senone.feats.cmvn import CmvnStats, speaker_of
-from senone.feats.fmllr import apply_fmllr, read_fmllr_transforms
+from senone.feats.fmllr import read_fmllr_transforms, speaker_fmllr
 from senone.feats.source import CutFeatures, MappedFeatures
 from senone.feats.transform import stage_features
 
@@ -35,10 +35,18 @@ log = logging.getLogger(__name__)
 TRANSFORMS_FILE = "trans.ark"
 
 
+class AdaptedFeatures(MappedFeatures):
+    """The adapted features of every cut (a read-only mapping computed when asked) and their ``dim``."""
+
+    def __init__(self, base, fn, dim: int):
+        super().__init__(base, fn)
+        self.dim = dim
+
+
 def adapted_features(stage_dir: str | Path, gmm_cuts: Iterable, gmm_cmvn: Mapping[str, CmvnStats],
-                     transforms: Mapping[str, np.ndarray] | str | Path) -> MappedFeatures:
+                     transforms: Mapping[str, np.ndarray] | str | Path) -> AdaptedFeatures:
     """Every cut's features as the SAT stage in ``stage_dir`` sees them after adaptation, computed when
-    asked (``utt → T × dim`` float32, a read-only mapping).
+    asked (``utt → T × dim`` float32), with ``dim`` the stage's LDA·MLLT output dimension.
 
     ``gmm_cuts``/``gmm_cmvn``: the GMM feature cuts of the split and their per-speaker statistics;
     ``transforms``: the per-speaker fMLLR matrices (or the ``trans.ark`` holding them). A speaker
@@ -60,18 +68,8 @@ def adapted_features(stage_dir: str | Path, gmm_cuts: Iterable, gmm_cmvn: Mappin
         spk, shape = next(iter(bad.items()))
         raise SenoneError(f"fMLLR transform of speaker {spk} is {shape[0]}×{shape[1]}, but {stage_dir} gives "
                           f"{dim}-dim features; the transforms come from another stage: re-run its decode")
-
-    def one(utt: str, x: np.ndarray) -> np.ndarray:
-        feats = pipeline.apply(x)
-        w = transforms.get(utt2spk[utt])
-        return feats if w is None else apply_fmllr(feats, w)
-
-    return MappedFeatures(static, one)
-
-
-def adapted_dim(stage_dir: str | Path, static_dim: int) -> int:
-    """Values per frame the SAT stage's adapted features have (its LDA·MLLT output dimension)."""
-    return stage_features(stage_dir).output_dim(static_dim)
+    fmllr = speaker_fmllr(utt2spk, transforms)
+    return AdaptedFeatures(static, lambda utt, x: fmllr(utt, pipeline.apply(x)), dim)
 
 
 def append_adapted(utt: str, nn_input: np.ndarray, adapted: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import scipy.sparse
@@ -355,6 +355,17 @@ def apply_fmllr(feats: np.ndarray, matrix: np.ndarray) -> np.ndarray:
         raise SenoneError(f"apply_fmllr: a {m.shape} transform does not fit features of shape {x.shape} "
                           f"(needs {x.shape[-1]}×{x.shape[-1] + 1})")
     return apply_transform(x, m)
+
+
+def speaker_fmllr(utt2spk: Mapping[str, str], transforms: Mapping[str, np.ndarray]
+                  ) -> Callable[[str, np.ndarray], np.ndarray]:
+    """``fn(utt, x)``: ``x`` through the fMLLR transform of ``utt``'s speaker, unchanged for a speaker
+    without one (``transform-feats --utt2spk``: decoding and SAT training leave such speakers unadapted)."""
+    def one(utt: str, x: np.ndarray) -> np.ndarray:
+        w = transforms.get(utt2spk[utt])
+        return x if w is None else apply_fmllr(x, w)
+
+    return one
 
 
 def compose_affine(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:

@@ -22,8 +22,8 @@ from typing import Mapping
 import kaldifst
 import numpy as np
 
-from senone.feats.fmllr import (FmllrResult, FmllrStats, apply_fmllr, compose_affine, estimate_fmllr_batch,
-                                identity_transform, read_fmllr_transforms, report_fmllr, write_fmllr_transforms)
+from senone.feats.fmllr import (FmllrResult, FmllrStats, compose_affine, estimate_fmllr_batch, identity_transform,
+                                read_fmllr_transforms, report_fmllr, speaker_fmllr, write_fmllr_transforms)
 from senone.feats.source import FeatureMemory, through
 from senone.gmm.lda_mllt import frame_batches, frame_weights, tid_tables
 from senone.gmm.passes import FeatureSource
@@ -93,11 +93,7 @@ def adapt(feats: FeatureSource, utt2spk: Mapping[str, str], transforms: Mapping[
           memory: FeatureMemory = FeatureMemory()) -> FeatureSource:
     """Features through their speaker's transform (identity for a speaker without one); computed now
     (in memory) or when each utterance is read (streaming)."""
-    def one(utt: str, x: np.ndarray) -> np.ndarray:
-        w = transforms.get(utt2spk[utt])
-        return x if w is None else apply_fmllr(x, w)
-
-    return through(feats, one, memory)
+    return through(feats, speaker_fmllr(utt2spk, transforms), memory)
 
 
 def _latest_transforms(out_dir: Path, before: int) -> tuple[int, dict[str, np.ndarray]] | None:
