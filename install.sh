@@ -10,11 +10,12 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.senone-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   # torch first, pinned: pip takes the local CPU wheel; anything else would pull GBs of CUDA packages
-  .venv/bin/python -m pip install -q torch==2.13.0
-  .venv/bin/python -m pip install -q -e '.[test]'
+  .venv/bin/python -m pip install -q -c constraints.txt torch==2.13.0
+  # constraints.txt: the exact releases the benchmarks were measured with (reproducible error rates)
+  .venv/bin/python -m pip install -q -c constraints.txt -e '.[test]'
   touch "$stamp"
 fi
 echo "senone environment ready in .venv"
