@@ -51,22 +51,33 @@ def test_fsdd_bad_files_are_skipped_with_reasons(tmp_path):
     rec = root / "recordings"
     (rec / "7_ann_9.wav").write_bytes(b"RIFF\x00\x01garbage, not a wave file")      # corrupt
     sf.write(rec / "8_ann_9.wav", np.zeros(0, dtype=np.float32), 8000)              # no samples
-    wav(rec / "9_bob_9.wav", rate=16000)                                            # other sample rate
-    wav(rec / "9_bob_8.wav", channels=2)                                            # stereo
+    wav(rec / "9_bob_9.wav", rate=16000)                                            # higher rate: resampled
+    wav(rec / "9_bob_8.wav", channels=2)                                            # stereo: first channel
+    wav(rec / "9_bob_7.wav", rate=4000)                                             # lower rate: skipped
     wav(rec / "seven_cid.wav")                                                      # name not parsable
     wav(rec / "2_dan_05.wav")                                                       # same id as 2_dan_5.wav
     wav(rec / "2_dan_5.wav")
     out = tmp_path / "data"
     cuts = prepare_fsdd(out, corpus_dir=root, dev_speakers=["cid"], test_speakers=["dan"])
     report = skipped(out)
-    assert report["counts"] == {"unreadable_audio": 1, "empty_audio": 1, "sample_rate": 1, "multichannel": 1,
+    assert report["counts"] == {"unreadable_audio": 1, "empty_audio": 1, "sample_rate_too_low": 1,
                                 "unparsable_file_name": 1, "duplicate_id": 1}
-    assert "16000 Hz" in report["examples"]["sample_rate"][0]["detail"]
+    assert "4000 Hz, below the recipe's 8000 Hz" in report["examples"]["sample_rate_too_low"][0]["detail"]
     assert report["examples"]["duplicate_id"][0]["item"] == "dan-2-05"
     ids = cut_ids(out, "fsdd")
-    assert "dan-2-05" not in ids and "ann-7-09" not in ids and "bob-9-09" not in ids
-    assert {s: len(c) for s, c in cuts.items()} == {"train": 12, "dev": 6, "test": 6}  # both copies of take 5 gone
-    assert {c.supervisions[0].text for c in cuts["train"]} == {"ZERO", "ONE", "TWO"}
+    assert "dan-2-05" not in ids and "ann-7-09" not in ids and "bob-9-07" not in ids
+    assert {"bob-9-09", "bob-9-08"} <= ids
+    assert {s: len(c) for s, c in cuts.items()} == {"train": 14, "dev": 6, "test": 6}  # both copies of take 5 gone
+    assert {c.supervisions[0].text for c in cuts["train"]} == {"ZERO", "ONE", "TWO", "NINE"}
+    audio = json.loads((out / "manifests" / "audio.json").read_text())
+    assert audio == {"sampling_rate": 8000, "recordings": {"first channel of 2": 1, "resampled 16000 -> 8000 Hz": 1}}
+    by_id = {c.id: c for c in cuts["train"]}
+    for cid, source in (("bob-9-09", rec / "9_bob_9.wav"), ("bob-9-08", rec / "9_bob_8.wav")):
+        samples = by_id[cid].load_audio()
+        assert by_id[cid].sampling_rate == 8000 and samples.shape == (1, 4000)  # 0.5 s at the recipe's rate
+        original, rate = sf.read(source, dtype="float32", always_2d=True)
+        if rate == 8000:  # the stereo file: the first channel, unchanged
+            np.testing.assert_allclose(samples[0], original[:, 0], atol=1e-4)
 
 
 def test_fsdd_errors_where_going_on_would_be_wrong(tmp_path):

@@ -333,7 +333,7 @@ def prepare_custom(
     format: str = "auto",
     language: str = "zh",
     sampling_rate: int = 16000,
-    audio_extensions: Sequence[str] = (".wav", ".flac"),
+    audio_extensions: Sequence[str] = (".wav", ".flac", ".mp3"),
     speaker_pattern: str | None = None,
     audio_root: str | Path | None = None,
     split_file: str | None = None,
@@ -373,7 +373,8 @@ def prepare_custom(
     given = {r.id: r.split for r in raws if r.split}
     by_split = assign_splits(utts, given=given, split_file=split_file, dev_speakers=dev_speakers, test_speakers=test_speakers,
                              train_speakers=train_speakers, seed=seed, report=report)
-    cutsets = write_splits(output_dir, CORPUS, by_split, report, language=LANGUAGE_NAMES[language])
+    cutsets = write_splits(output_dir, CORPUS, by_split, report, language=LANGUAGE_NAMES[language],
+                           sampling_rate=sampling_rate)
     write_json(Path(output_dir) / "manifests" / "custom_report.json", {
         "corpus_dir": str(root.resolve()), "format": format, "language": language, "sampling_rate": sampling_rate,
         "utterances": {s: len(v) for s, v in by_split.items()},

@@ -127,7 +127,7 @@ def prepare_fsdd(
         if split is not None:
             u.custom["accent"] = speaker_info.get(u.speaker, {}).get("accent")
             by_split[split].append(u)
-    cutsets = write_splits(output_dir, CORPUS, by_split, report, language="English")
+    cutsets = write_splits(output_dir, CORPUS, by_split, report, language="English", sampling_rate=sampling_rate)
 
     count, seconds = Counter(), Counter()
     for split_utts in by_split.values():

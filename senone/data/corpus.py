@@ -1,15 +1,19 @@
 """What every recipe for a real corpus does between "files on disk" and "Lhotse manifests".
 
-Real corpora are read in place (never copied): each audio file is probed once (header only, via
-libsndfile), and whatever cannot be used is left out through a :class:`~senone.data.skips.SkipReport`
-rather than stopping the run — a file that does not open, holds no samples, is in another sample
-rate than the recipe's, has several channels; an utterance id listed twice; a segment that ends past
-its audio. What cannot be skipped sensibly (the corpus folder is missing, no audio is found, a split
-ends up empty) stops with one :class:`~senone.SenoneError` line naming the path and the fix.
+Real corpora are read in place (never copied): each audio file is probed once (its header via
+libsndfile, or its whole signal for compressed formats whose header length is an estimate), and
+whatever cannot be used is left out through a :class:`~senone.data.skips.SkipReport` rather than
+stopping the run — a file that does not open, holds no samples, is cut short, is at a lower sample
+rate than the recipe's; an utterance id listed twice; a segment that ends past its audio. Audio at a
+higher rate than the recipe's is resampled on the fly by Lhotse (the recording gets a ``Resample``
+transform; no converted copy is written), and of a file with several channels the first is used;
+both are counted in the log and in ``audio.json``. What cannot be skipped sensibly (the corpus folder
+is missing, no audio is found, a split ends up empty) stops with one :class:`~senone.SenoneError`
+line naming the path and the fix.
 
 :func:`write_splits` turns the kept :class:`Utterance` records into the three manifests per split
 (``<out>/manifests/<corpus>_{recordings,supervisions,cuts}_<split>.jsonl.gz``, the names the
-workflow expects) plus ``skipped.json`` beside them.
+workflow expects) plus ``skipped.json`` and ``audio.json`` beside them.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import numpy as np
 from senone import SenoneError
 from senone.data import write_manifest
 from senone.data.skips import SkipReport
+from senone.io import write_json
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +46,8 @@ MIN_DURATION_S = 0.025
 
 @dataclass(frozen=True)
 class AudioInfo:
-    """What the manifests need to know about one audio file (from its header)."""
+    """What the manifests need to know about one audio file: its own rate, length and channels (from its
+    header, or from decoding it when the header's length is an estimate)."""
 
     path: Path
     sampling_rate: int
@@ -71,13 +77,28 @@ class Utterance:
             self.recording_id = self.id
 
 
-def probe_audio(path: str | os.PathLike, sampling_rate: int, report: SkipReport, item: str) -> AudioInfo | None:
-    """The header of ``path``, or None with the reason recorded in ``report`` under ``item``.
+#: Sub-formats whose frame count in the header is an estimate (MP3's comes from the file size and
+#: bit rate): such files are decoded once when probed, to get the true length and to find a file cut
+#: short (:func:`probe_audio`).
+ESTIMATED_LENGTH_SUBTYPES = ("MPEG_LAYER_I", "MPEG_LAYER_II", "MPEG_LAYER_III", "VORBIS", "OPUS")
 
-    Reasons: ``missing_audio_file``, ``unreadable_audio`` (libsndfile cannot open it: corrupt,
-    truncated header, or a format it does not know), ``empty_audio`` (no samples), ``sample_rate``
-    (not the recipe's ``sampling_rate``: resample the corpus, or set the recipe's rate), and
-    ``multichannel`` (make one file per channel, or a Kaldi data dir with one entry per channel).
+#: Samples an MP3 decodes to fewer than its header's estimate when the file is whole: the encoder's
+#: delay and padding. On all 4255 clips of the Common Voice zh-CN copy the shortfall is 270 or 852
+#: samples at 48 kHz; a file cut inside an MPEG frame loses that frame (1152 samples) on top.
+MAX_LENGTH_SHORTFALL = 1152
+
+
+def probe_audio(path: str | os.PathLike, sampling_rate: int, report: SkipReport, item: str) -> AudioInfo | None:
+    """The header of ``path`` (its decoded length for compressed formats), or None with the reason
+    recorded in ``report`` under ``item``.
+
+    Reasons: ``missing_audio_file``, ``unreadable_audio`` (libsndfile cannot open or decode it:
+    corrupt, truncated header, or a format it does not know), ``empty_audio`` (no samples),
+    ``truncated_audio`` (a compressed file that decodes to more than one frame less than its
+    header says: cut short on disk), ``sample_rate_too_low`` (below the recipe's ``sampling_rate``:
+    upsampling adds no information and leaves the upper bands empty; set the recipe's rate, e.g.
+    ``sampling_rate=8000``) and ``too_short`` (under one 25 ms frame). A higher rate is kept (the
+    manifests resample it on the fly) and so are several channels (the first is used).
     """
     import soundfile
 
@@ -87,22 +108,28 @@ def probe_audio(path: str | os.PathLike, sampling_rate: int, report: SkipReport,
         return None
     try:
         info = soundfile.info(str(path))
+        frames = int(info.frames)
+        if info.subtype in ESTIMATED_LENGTH_SUBTYPES:
+            decoded = len(soundfile.read(str(path), dtype="float32", always_2d=True)[0])
+            if 0 < decoded < frames - MAX_LENGTH_SHORTFALL:
+                report.add(item, "truncated_audio", f"{path}: decodes to {decoded} samples, its header promises "
+                           f"{frames}; the file was cut short (copy it again)")
+                return None
+            frames = decoded
     except Exception as exc:  # libsndfile raises its own error type, RuntimeError and others
         report.add(item, "unreadable_audio", f"{path}: {str(exc).splitlines()[0][:150] if str(exc) else type(exc).__name__}")
         return None
-    if info.frames <= 0:
+    if frames <= 0:
         report.add(item, "empty_audio", f"{path}: no samples")
         return None
-    if info.samplerate != sampling_rate:
-        report.add(item, "sample_rate", f"{path}: {info.samplerate} Hz, the recipe expects {sampling_rate} Hz")
+    if info.samplerate < sampling_rate:
+        report.add(item, "sample_rate_too_low", f"{path}: {info.samplerate} Hz, below the recipe's {sampling_rate} Hz "
+                   "(upsampling adds nothing); set the recipe's sampling_rate to the corpus's")
         return None
-    if info.channels != 1:
-        report.add(item, "multichannel", f"{path}: {info.channels} channels; give one file (or entry) per channel")
+    if frames / info.samplerate < MIN_DURATION_S:
+        report.add(item, "too_short", f"{path}: {frames} samples, shorter than one 25 ms frame")
         return None
-    if info.frames / info.samplerate < MIN_DURATION_S:
-        report.add(item, "too_short", f"{path}: {info.frames} samples, shorter than one 25 ms frame")
-        return None
-    return AudioInfo(path=path.resolve(), sampling_rate=info.samplerate, num_samples=int(info.frames),
+    return AudioInfo(path=path.resolve(), sampling_rate=info.samplerate, num_samples=frames,
                      num_channels=info.channels)
 
 
@@ -174,14 +201,17 @@ def manifest_path(output_dir: str | os.PathLike, corpus: str, kind: str, split: 
 
 
 def write_splits(output_dir: str | os.PathLike, corpus: str, splits: Mapping[str, Sequence[Utterance]],
-                 report: SkipReport, *, language: str):
-    """Write the Lhotse manifests of every split and ``skipped.json``; return ``{split: CutSet}``.
+                 report: SkipReport, *, language: str, sampling_rate: int):
+    """Write the Lhotse manifests of every split, ``skipped.json`` and ``audio.json``; return ``{split: CutSet}``.
 
     Utterances are sorted by id (deterministic files). A recording shared by several utterances
-    (segments of one file) appears once in its split's recordings. An empty split is an error
-    naming the skip report, since the run cannot train or score without it.
+    (segments of one file) appears once in its split's recordings. A recording at a higher rate than
+    ``sampling_rate`` gets Lhotse's ``Resample`` transform (decoded and resampled whenever it is
+    loaded; features then see the recipe's rate); a cut of a recording with several channels takes
+    channel 0. Both are counted per source rate / channel count in the log and in ``audio.json``.
+    An empty split is an error naming the skip report, since the run cannot train or score without it.
     """
-    from lhotse import AudioSource, CutSet, MonoCut, Recording, RecordingSet, SupervisionSegment, SupervisionSet
+    from lhotse import CutSet, MonoCut, Recording, RecordingSet, SupervisionSegment, SupervisionSet
 
     out = Path(output_dir)
     report.summarise(log)
@@ -191,15 +221,14 @@ def write_splits(output_dir: str | os.PathLike, corpus: str, splits: Mapping[str
             raise SenoneError(f"{corpus}: nothing left in the {split} split after skipping bad items "
                               f"(see {out / 'manifests' / 'skipped.json'}); fix the corpus or the split settings")
     cutsets = {}
+    conversions: Counter = Counter()
     for split in SPLITS:
         recordings: dict[str, Recording] = {}
         supervisions, cuts = [], []
         for u in sorted(splits[split], key=lambda u: u.id):
             rec = recordings.get(u.recording_id)
             if rec is None:
-                a = u.audio
-                rec = Recording(id=u.recording_id, sources=[AudioSource(type="file", channels=[0], source=str(a.path))],
-                                sampling_rate=a.sampling_rate, num_samples=a.num_samples, duration=a.duration)
+                rec = _recording(u.recording_id, u.audio, sampling_rate, conversions)
                 recordings[u.recording_id] = rec
             duration = u.duration if u.duration is not None else rec.duration - u.start
             sup = SupervisionSegment(id=u.id, recording_id=u.recording_id, start=u.start, duration=duration, channel=0,
@@ -214,7 +243,30 @@ def write_splits(output_dir: str | os.PathLike, corpus: str, splits: Mapping[str
         write_manifest(cutsets[split], manifest_path(out, corpus, "cuts", split))
         log.info("%s %s: %d utterances, %d speakers, %.1f min", corpus, split, len(cuts),
                  len({u.speaker for u in splits[split]}), sum(c.duration for c in cuts) / 60)
+    write_audio_report(out / "manifests" / "audio.json", conversions, sampling_rate, log)
     return cutsets
+
+
+def _recording(rec_id: str, a: AudioInfo, sampling_rate: int, conversions: Counter):
+    """The Lhotse recording of one probed file: its own rate and channels, resampled to the recipe's on load."""
+    from lhotse import AudioSource, Recording
+
+    rec = Recording(id=rec_id, sources=[AudioSource(type="file", channels=list(range(a.num_channels)),
+                                                    source=str(a.path))],
+                    sampling_rate=a.sampling_rate, num_samples=a.num_samples, duration=a.duration)
+    if a.num_channels > 1:
+        conversions[f"first channel of {a.num_channels}"] += 1
+    if a.sampling_rate != sampling_rate:
+        conversions[f"resampled {a.sampling_rate} -> {sampling_rate} Hz"] += 1
+        rec = rec.resample(sampling_rate)
+    return rec
+
+
+def write_audio_report(path: str | os.PathLike, conversions: Counter, sampling_rate: int, logger: logging.Logger) -> None:
+    """``audio.json``: how many recordings are resampled on load (per source rate) or used by their first channel."""
+    for what, n in sorted(conversions.items()):
+        logger.info("%d recording(s): %s", n, what)
+    write_json(path, {"sampling_rate": sampling_rate, "recordings": dict(sorted(conversions.items()))})
 
 
 def require_dir(path: str | os.PathLike | None, corpus: str, what: str = "corpus_dir") -> Path:
