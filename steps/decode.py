@@ -6,9 +6,13 @@ fMLLR for SAT), or, with ``--nn``, from a trained network: its log-posteriors ov
 utterances minus ``nn.prior_scale`` × the log senone priors (the hybrid approach), decoded through
 the graph and transition model of the GMM stage whose alignments it learned (``--model-dir``).
 
-With ``--sweep`` (dev) every LM weight of ``decode.lm_weights`` is tried (acoustic scale = 1 / LM
-weight), and up to ``decode.lm_weight_extend`` more beyond the grid while the best is at its edge;
-the best is written to ``best_lm_weight.json``. With ``--lm-weight-from`` (test) the split is
+With ``--sweep`` (dev) the LM weight (acoustic scale = 1 / LM weight) is chosen among
+``decode.lm_weights`` and up to ``decode.lm_weight_extend`` ×1.2 steps beyond either end, each
+weight tried being one full decode of dev: ``decode.lm_weight_search: bracket`` (default) searches
+them for a unimodal error curve from ``decode.lm_weight_start`` (≤ 5 decodes when the optimum is in
+the list, never past a weight that did worse), ``grid`` decodes every listed weight and extends
+while the best is at an edge (senone/decode/sweep.py). The weights tried and their error rates and
+the best are written to ``best_lm_weight.json``. With ``--lm-weight-from`` (test) the split is
 decoded once with dev's choice, so test never tunes anything.
 
 No word insertion penalty is swept (Kaldi scores lattices with 0, 0.5 and 1): the decoder returns
@@ -30,6 +34,8 @@ from lhotse import CutSet
 from senone import SenoneError
 from senone.cli import base_parser, parse_conf, run
 from senone.decode import DecodeStats, GmmScorer, NnScorer, decode_dataset, sweep_acoustic_scale
+from senone.decode.decoder import search_options
+from senone.decode.sweep import DEFAULT_LM_WEIGHT_SEARCH, DEFAULT_LM_WEIGHT_START
 from senone.decode.fmllr import first_pass_transforms
 from senone.feats.adapted import TRANSFORMS_FILE, adapted_features, append_adapted
 from senone.feats import load_cmvn_stats, speaker_of
@@ -63,8 +69,7 @@ def gmm_scores(args, conf: dict, model: GmmHmm, feats_cuts: CutSet, out: Path) -
         utt2spk = {c.id: speaker_of(c) for c in feats_cuts}
         silence = {i for p, i in read_symbol_table(graph / "phones.txt").items() if p in ("SIL", "SPN")}
         transforms = first_pass_transforms(Path(args.model_dir).parent / fmllr["si_system"], model, feats, utt2spk,
-                                           silence, beam=dconf["beam"], lattice_beam=dconf["lattice_beam"],
-                                           max_active=dconf["max_active"], num_jobs=args.threads,
+                                           silence, search=search_options(dconf), num_jobs=args.threads,
                                            min_count=fmllr.get("min_count", 500.0),
                                            silence_weight=fmllr.get("silence_weight", 0.0))
         out.mkdir(parents=True, exist_ok=True)
@@ -86,7 +91,7 @@ def nn_scores(args, conf: dict, model: GmmHmm, feats_cuts: CutSet, timing: dict)
     import torch
 
     from senone.feats.nn import iter_nn_inputs, load_nn_cmvn
-    from senone.nn.infer import log_posteriors
+    from senone.nn.infer import DecodeChunking, log_posteriors
     from senone.nn.priors import log_priors, pseudo_loglikes
     from senone.nn.stage import PDF_COUNTS, load_trained, read_pdf_counts
     from senone.nn.train import pick_device
@@ -101,6 +106,11 @@ def nn_scores(args, conf: dict, model: GmmHmm, feats_cuts: CutSet, timing: dict)
         raise SenoneError(f"{nn_dir}: the network has {info['num_pdfs']} outputs but {args.model_dir} has "
                           f"{model.num_pdfs} pdfs; decode with the GMM stage whose alignments it was trained on "
                           f"({info.get('alignments')})")
+    # nn.decode.chunked: whole utterances, or the chunks a network trained with a state reset per chunk saw
+    chunking = DecodeChunking.from_conf(conf.get("decode") or {})
+    for problem in chunking.mismatches(info.get("training_chunks"), bool(getattr(net, "is_recurrent", False))):
+        log.warning("%s: %s", nn_dir, problem)
+    log.info("network run over %s", chunking.describe())
     log_prior = log_priors(read_pdf_counts(require_file(nn_dir / PDF_COUNTS, "nn_train")))
     prior_scale = float(conf.get("nn", {}).get("prior_scale", 1.0))
     fconf = info["features"]
@@ -129,7 +139,7 @@ def nn_scores(args, conf: dict, model: GmmHmm, feats_cuts: CutSet, timing: dict)
         if adapted is not None:
             inputs = ((utt, append_adapted(utt, x, adapted[utt])) for utt, x in inputs)
         t0 = time.perf_counter()
-        for utt, logp in log_posteriors(net, inputs, int(info["label_delay"]), device=device):
+        for utt, logp in log_posteriors(net, inputs, int(info["label_delay"]), device=device, **chunking.kwargs()):
             ll = pseudo_loglikes(logp, log_prior, prior_scale)
             timing["nn_forward_seconds"] += time.perf_counter() - t0
             yield utt, ll
@@ -167,8 +177,7 @@ def main(args) -> None:
         nonlocal decode_seconds
         stats = DecodeStats()
         res = decode_dataset(graph / "HCLG.fst", graph / "words.txt", model.trans_model, scorer, items(),
-                             acoustic_scale=scale, beam=dconf["beam"], lattice_beam=dconf["lattice_beam"],
-                             max_active=dconf["max_active"], num_jobs=args.threads, stats=stats)
+                             acoustic_scale=scale, num_jobs=args.threads, stats=stats, **search_options(dconf))
         decode_seconds += stats.seconds
         log.info("decoded %d utterances at acoustic scale %.4f in %.1f s wall (%d partial, %d failed)",
                  stats.num_utts, scale, stats.seconds, stats.num_partial, stats.num_failed)
@@ -192,8 +201,10 @@ def main(args) -> None:
                                      {u: tokenizer(h) for u, h in hyps.items()}, log_mismatches=False)
             return res.total.rate
 
+        start = float(dconf.get("lm_weight_start", DEFAULT_LM_WEIGHT_START))
         best_scale, rates = sweep_acoustic_scale(decode_cached, refs, [1.0 / w for w in weights], score,
-                                                 extend=int(dconf.get("lm_weight_extend", 0)))
+                                                 extend=int(dconf.get("lm_weight_extend", 0)), start=1.0 / start,
+                                                 search=str(dconf.get("lm_weight_search", DEFAULT_LM_WEIGHT_SEARCH)))
         best = cache[best_scale]
         sweep = {f"{1.0 / s:g}": r for s, r in rates.items()}
         best_weight = round(1.0 / best_scale, 6)
@@ -246,6 +257,7 @@ if __name__ == "__main__":
     p.add_argument("--nn", help="a trained network's directory (exp/<recipe>/nn/<model>): decode with it")
     p.add_argument("--split", default=None, help="the split being decoded (nn: finds its CMVN statistics)")
     p.add_argument("--out", required=True)
-    p.add_argument("--sweep", action="store_true", help="try every decode.lm_weights value (dev)")
+    p.add_argument("--sweep", action="store_true", help="choose the LM weight on this split (dev): "
+                   "decode.lm_weight_search over decode.lm_weights")
     p.add_argument("--lm-weight-from", help="best_lm_weight.json written by the dev sweep (test)")
     run(main, p)

@@ -186,15 +186,16 @@ def test_sweep_picks_lowest_error_and_breaks_ties_towards_default():
         assert isinstance(hyps["u"], list)  # DecodeResult reduced to words
         return table[float(hyps["u"][0])]
 
-    best, rates = sweep_acoustic_scale(decode_fn, {"u": ["x"]}, [0.2, 0.125, 0.05, 0.09, 0.09], score_fn)
+    best, rates = sweep_acoustic_scale(decode_fn, {"u": ["x"]}, [0.2, 0.125, 0.05, 0.09, 0.09], score_fn,
+                                       search="grid")
     assert calls == [0.05, 0.09, 0.125, 0.2]  # each scale decoded once, ascending
     assert list(rates) == [0.05, 0.09, 0.125, 0.2] and rates[0.2] == 0.4
     # 0.09 and 0.125 tie: 0.09 is closer to 0.1 on a log scale (|ln 0.9| < |ln 1.25|).
     assert best == 0.09
-    best2, _ = sweep_acoustic_scale(decode_fn, {}, [0.05, 0.2], lambda h, r: 0.5)
+    best2, _ = sweep_acoustic_scale(decode_fn, {}, [0.05, 0.2], lambda h, r: 0.5, search="grid")
     assert best2 == 0.05  # equally far from 0.1 on a log scale: the smaller scale
     with pytest.raises(SenoneError):
-        sweep_acoustic_scale(decode_fn, {}, [], score_fn)
+        sweep_acoustic_scale(decode_fn, {}, [], score_fn, search="grid")
     assert lmwt_scales([10]) == [0.1]
 
 
@@ -208,20 +209,20 @@ def test_sweep_extends_past_the_end_of_the_grid_only_when_the_best_is_there():
     def error(hyps, refs):  # optimum at scale 0.04 (LM weight 25), below the grid
         return abs(math.log(hyps["u"][0] / 0.04))
 
-    best, rates = sweep_acoustic_scale(decode_fn, {}, [0.1, 0.0625, 0.05], error, extend=3)
+    best, rates = sweep_acoustic_scale(decode_fn, {}, [0.1, 0.0625, 0.05], error, extend=3, search="grid")
     assert calls[:3] == [0.05, 0.0625, 0.1]
     assert calls[3:] == pytest.approx([0.05 / 1.2, 0.05 / 1.44])  # the second one is worse: stop
     assert best == pytest.approx(0.05 / 1.2) and list(rates) == sorted(rates)
     calls.clear()
-    best, _ = sweep_acoustic_scale(decode_fn, {}, [0.1, 0.04, 0.02], error, extend=3)
+    best, _ = sweep_acoustic_scale(decode_fn, {}, [0.1, 0.04, 0.02], error, extend=3, search="grid")
     assert best == 0.04 and len(calls) == 3  # interior optimum: nothing extra
     calls.clear()
-    sweep_acoustic_scale(decode_fn, {}, [0.2, 0.1], error, extend=2)
+    sweep_acoustic_scale(decode_fn, {}, [0.2, 0.1], error, extend=2, search="grid")
     assert len(calls) == 4  # still at the edge after both extra decodes: bounded by extend
 
 
 def test_sweep_on_real_decodes(system):
-    """End to end: the sweep over real decodes finds a scale with zero word errors."""
+    """End to end: the search (default: bracket) over real decodes finds a scale with zero word errors."""
     toy, _, utts = system
     refs = {u: words for u, (words, _, _) in utts.items()}
 

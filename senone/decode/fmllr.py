@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -37,17 +37,17 @@ def si_lm_weight(si_dir: Path) -> float:
 
 
 def first_pass_transforms(si_dir: Path, sat: GmmHmm, feats: Mapping[str, np.ndarray], utt2spk: Mapping[str, str],
-                          silence_phones: set[int], *, beam: float, lattice_beam: float, max_active: int,
-                          num_jobs: int, min_count: float = 500.0, silence_weight: float = 0.0) -> dict[str, np.ndarray]:
-    """Per-speaker fMLLR transforms from a first, speaker-independent decoding pass."""
+                          silence_phones: set[int], *, search: Mapping[str, Any], num_jobs: int,
+                          min_count: float = 500.0, silence_weight: float = 0.0) -> dict[str, np.ndarray]:
+    """Per-speaker fMLLR transforms from a first, speaker-independent decoding pass
+    (``search``: :func:`~senone.decode.decoder.search_options` of the decode settings)."""
     si_dir = Path(si_dir)
     si = GmmHmm.load(si_dir)
     lm_weight = si_lm_weight(si_dir)
     graph = si_dir / "graph"
     log.info("fMLLR pass 1: decoding %d utterances with %s (LM weight %g)", len(feats), si_dir, lm_weight)
     results = decode_dataset(graph / "HCLG.fst", graph / "words.txt", si.trans_model, GmmScorer(si.am, si.trans_model),
-                             list(feats.items()), acoustic_scale=1.0 / lm_weight, beam=beam, lattice_beam=lattice_beam,
-                             max_active=max_active, num_jobs=num_jobs)
+                             list(feats.items()), acoustic_scale=1.0 / lm_weight, num_jobs=num_jobs, **search)
     ali = {u: np.asarray(r.alignment, dtype=np.int32) for u, r in results.items() if r.alignment}
     converted = convert_alignments(si.trans_model, sat.trans_model, sat.ctx_dep, ali)
     return estimate_transforms(sat, feats, converted, utt2spk, silence_phones, silence_weight=silence_weight,
