@@ -5,6 +5,12 @@
 top); ``language: en`` takes ARPAbet pronunciations from the user lexicon (``lang.lexicon``) and the
 built-in CMUdict digits. Either way, words without a pronunciation are counted, listed in
 ``<lang>/unpronounceable.txt`` (training-token count, word) and mapped to ``<UNK>`` (``SPN``).
+
+Open vocabulary (``lang.open_vocab_chars: N``, Mandarin with ``lang.unit: char`` only): the N most
+frequent characters of jieba's dictionary (MIT; senone.lang.common_chars) join the lexicon with their
+pypinyin readings, and ``<lang>/char_freq.txt`` keeps their frequencies for the LM stage
+(senone.lm.open_vocab); lang.json's ``open_vocab`` records the source, licence and counts. Word-unit
+and English recipes keep the closed vocabulary of their training text (logged).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from senone import SenoneError
 from senone.cli import base_parser, parse_conf, run
 from senone.io import write_text
 from senone.lang import build_mandarin_lexicon, collect_vocabulary, prepare_lang, read_lexicon
+from senone.lang.common_chars import CHAR_FREQ_FILE, DEFAULT_NUM_CHARS, add_common_characters, char_freq_text
 from senone.lang.english import build_english_lexicon
 from senone.lang.transcripts import load_transcripts, observed_pronunciations, read_extra_text, transcript_units
 
@@ -70,12 +77,24 @@ def main(args) -> None:
                                                          builtin=lconf.get("builtin_lexicon", True),
                                                          stress=lconf.get("stress", "keep"))
         info["stress"] = lconf.get("stress", "keep")
+    extra_files: dict[str, str] = {}
+    num_open = int(lconf.get("open_vocab_chars", DEFAULT_NUM_CHARS) or 0)
+    if num_open and (language != "zh" or unit != "char"):
+        log.info("lang.open_vocab_chars=%d applies to Mandarin character units only; this recipe (language %s, "
+                 "unit %s) keeps the closed vocabulary of its training text", num_open, language, unit)
+    elif num_open:
+        closed = len(lexicon)
+        ov = add_common_characters(lexicon, num_open, heteronyms=lconf.get("heteronyms", False))
+        extra_files[CHAR_FREQ_FILE] = char_freq_text(ov.pop("frequencies"))
+        info["open_vocab"] = {**ov, "closed_words": closed, "frequency_file": CHAR_FREQ_FILE}
+        log.info("open vocabulary: %d training words + %d of the %d most frequent characters (%s) = %d words",
+                 closed, ov["added"], num_open, ov["licence"], len(lexicon))
     counts = unpronounceable_counts(unpronounceable, units)
     num_tokens = sum(len(t) for t in units.values())
     info.update(unpronounceable=unpronounceable, unpronounceable_tokens=sum(n for _, n in counts),
                 training_tokens=num_tokens)
     lang = prepare_lang(lexicon, args.out, sil_prob=lconf["sil_prob"],
-                        share_variants=lconf.get("share_tones", True), extra_info=info)
+                        share_variants=lconf.get("share_tones", True), extra_info=info, extra_files=extra_files)
     report_unpronounceable(counts, num_tokens, Path(args.out), lconf["oov_word"])
     log.info("lang: %d words, %d phones, %d lexicon entries -> %s", len(lang.words), len(lang.real_phones),
              lexicon.num_entries(), args.out)

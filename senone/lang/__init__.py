@@ -2,6 +2,7 @@
 
 ``segment``     text → units (jieba words or CJK characters)
 ``lexicon``     Mandarin pronunciations (pypinyin + observed readings), user lexicons
+``common_chars`` the open character vocabulary: the most frequent characters of jieba's dictionary (MIT)
 ``lexicon_fst`` L.fst / L_disambig.fst (Kaldi's make_lexicon_fst + add_lex_disambig)
 ``prepare``     prepare_lang → a Kaldi lang dir; load_lang → ``Lang`` for later stages
 """

@@ -24,8 +24,9 @@ scheme rather than its spelling:
 Words and characters
 --------------------
 Multi-character words get pypinyin's phrase-aware reading (银行 → ``yin2 hang2``, not xing2); a
-single character (every unit in char-LM mode) gets all of pypinyin's heteronym readings (一 → yi1,
-yi2, yi4), since the LM context, not the lexicon, must pick the reading. Readings *observed* in the
+single character (every unit in char-LM mode) gets its default reading (一 → yi1), or all of
+pypinyin's heteronym readings with ``heteronyms=True`` (yi1, yi2, yi4; off by default, see
+:func:`mandarin_pronunciations`). Readings *observed* in the
 audio (the synthesiser's own tonal syllables) are added as further variants, so that the lexicon's
 tones match what was spoken (espeak's tone differs from pypinyin's citation tone in about 5% of
 syllables); ``prefer_observed=True`` keeps only the observed readings for words that have them.
@@ -37,6 +38,9 @@ which is what a Mandarin speaker says for an acronym. A word that still has no p
 builder returns it and the caller decides (usually: map it to ``<UNK>`` and count it).
 
 ``<UNK>`` is pronounced with the spoken-noise phone ``SPN``; ``SIL`` is the optional silence.
+
+An open character vocabulary (the most frequent characters of jieba's dictionary beyond the training
+text) is added on top of this lexicon by ``senone.lang.common_chars``.
 """
 
 from __future__ import annotations

@@ -142,10 +142,13 @@ def prepare_lang(
     num_nonsil_states: int = 3,
     num_sil_states: int = 5,
     extra_info: Mapping[str, Any] | None = None,
+    extra_files: Mapping[str, str] | None = None,
 ) -> "Lang":
     """Write a Kaldi lang directory for ``lexicon`` into ``out_dir`` (replacing it) and load it.
 
-    ``extra_info`` is merged into ``lang.json`` (e.g. how many words were unpronounceable).
+    ``extra_info`` is merged into ``lang.json`` (e.g. how many words were unpronounceable);
+    ``extra_files`` (file name → text) are written into the directory with the rest (e.g. the open
+    vocabulary's ``char_freq.txt``).
     """
     if position_dependent:
         raise SenoneError("position_dependent=True: word-position-dependent phones are not implemented; "
@@ -242,9 +245,15 @@ def prepare_lang(
             "oov_word": lexicon.oov_word,
             "optional_silence": lexicon.optional_silence,
             "L_states": L.num_states,
+            "L_arcs": sum(map(L.num_arcs, range(L.num_states))),
             "L_disambig_states": L_disambig.num_states,
+            "L_disambig_arcs": sum(map(L_disambig.num_arcs, range(L_disambig.num_states))),
         }
         info.update(dict(extra_info or {}))
+        for name, text in (extra_files or {}).items():
+            if Path(name).name != name or (tmp / name).exists():
+                raise SenoneError(f"extra lang file {name!r}: must be a new plain file name")
+            (tmp / name).write_text(text, encoding="utf-8")
         (tmp / "lang.json").write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         _replace_dir(tmp, out_dir)
     finally:

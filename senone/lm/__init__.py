@@ -1,4 +1,5 @@
-"""N-gram language models: ARPA estimation (kaldingram), perplexity (kenlm), G.fst (kaldilm)."""
+"""N-gram language models: ARPA estimation (kaldingram), perplexity (kenlm), G.fst (kaldilm); the open
+character vocabulary's unigram interpolation and back-off renormalisation (``senone.lm.open_vocab``)."""
 
 from senone.lm.gfst import arpa_to_g
 from senone.lm.ngram import arpa_counts, arpa_vocabulary, evaluate, load_kenlm, train_arpa

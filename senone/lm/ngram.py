@@ -233,13 +233,19 @@ def load_kenlm(arpa_path: str | os.PathLike):
     return kenlm.Model(str(arpa_path), config)
 
 
-def evaluate(arpa_path: str | os.PathLike, dev_token_lists: Iterable[Sequence[str]]) -> dict[str, float | int]:
+def evaluate(arpa_path: str | os.PathLike, dev_token_lists: Iterable[Sequence[str]], *,
+             oov_logprob10: float | None = None) -> dict[str, float | int]:
     """Perplexity and OOV rate of an LM on held-out token lists (kenlm, OOVs excluded; see module doc).
 
     Returns ``perplexity`` (OOVs excluded), ``oov_rate``, ``num_tokens`` (without ``</s>``),
     ``num_oov``, ``num_sentences`` and ``logprob10`` (summed log10 probability of the
     in-vocabulary tokens and ``</s>``). kenlm prints "The ARPA file is missing <unk>" to stderr
     when loading a kaldingram ARPA (it has no ``<unk>``); that is expected and harmless here.
+
+    Perplexities that exclude OOVs are not comparable between LMs with different vocabularies (the
+    smaller vocabulary skips the hardest tokens). With ``oov_logprob10`` the result also has
+    ``perplexity_oov_penalised``: every token scored, an OOV at that fixed log10 probability, over
+    tokens + sentences; LMs evaluated with the same penalty are comparable.
     """
     model = load_kenlm(arpa_path)
     total = 0.0
@@ -258,7 +264,7 @@ def evaluate(arpa_path: str | os.PathLike, dev_token_lists: Iterable[Sequence[st
     if num_sent == 0:
         raise SenoneError("LM evaluation: no non-empty dev sentences; check the dev transcripts")
     scored = num_tok - num_oov + num_sent
-    return {
+    out = {
         "perplexity": 10.0 ** (-total / scored) if scored else math.inf,
         "oov_rate": num_oov / num_tok if num_tok else 0.0,
         "num_tokens": num_tok,
@@ -266,3 +272,7 @@ def evaluate(arpa_path: str | os.PathLike, dev_token_lists: Iterable[Sequence[st
         "num_sentences": num_sent,
         "logprob10": total,
     }
+    if oov_logprob10 is not None:
+        out["oov_logprob10"] = oov_logprob10
+        out["perplexity_oov_penalised"] = 10.0 ** (-(total + num_oov * oov_logprob10) / (num_tok + num_sent))
+    return out
