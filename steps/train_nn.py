@@ -116,9 +116,17 @@ def main(args) -> None:
              "utterances (%.2f h; validation: %s), %d process(es) x %d thread(s) on %s", entry.name, entry.spec,
              entry.width_scale, n_params / 1e6, num_pdfs, int((counts == 0).sum()), len(train_utts), len(valid_utts),
              total_frames / 360000, valid_how, size, threads, device)
+    if entry.train.frame_batches(model) and not in_memory:
+        log.warning("nn.train.batching: frames with features streamed from storage: every minibatch reads the "
+                    "utterances of its %d frames again; raise nn.max_feature_memory_gb or use batching: streams",
+                    entry.train.frames_per_batch)
     model_info = {"name": entry.name, "spec": entry.spec, "width_scale": entry.width_scale, "layout": list(layout),
                   "num_pdfs": num_pdfs, "num_params": n_params, "label_delay": entry.train.chunking(model).label_delay,
-                  "features": fconf, "alignments": info.get("source"), "fmllr": fmllr_info}
+                  "features": fconf, "alignments": info.get("source"), "fmllr": fmllr_info,
+                  # how training ran the recurrence, for the decoder's check of its nn.decode chunking
+                  "training_chunks": {"chunk_len": entry.train.chunking(model).chunk_len,
+                                      "overlap": entry.train.chunking(model).overlap,
+                                      "carry_state": entry.train.carries_state(model)}}
 
     def on_epoch(history) -> None:
         plot_nn_curves([vars(r) for r in history], out / "training_curve.png", title=f"{entry.name}: {entry.spec}")

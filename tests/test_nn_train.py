@@ -1,4 +1,5 @@
-"""The trainer: it learns, it is deterministic, a killed run resumes to the same model, DDP on gloo works."""
+"""The trainer: it learns, it is deterministic, a killed run resumes to the same model, DDP on gloo works
+(with a state reset per chunk, a carried state, and frame-shuffled FFNN batches)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from senone import SenoneError
+from senone.nn.model import InputLayout, build_model
 from senone.nn.train import FINAL, HISTORY, TrainConfig, lr_at, train
 
 NUM_PDFS = 4
@@ -59,13 +62,25 @@ def toy_data(num_utts: int = 40, seed: int = 0):
 
 CFG = dict(num_epochs=6, optimizer="adam", lr_initial=0.05, lr_final=0.01, num_streams=4, chunk_len=8, overlap=2,
            label_delay=2, seed=0, log_every=0)
+# the same with the state carried across chunks (senone's own LSTM: it takes a state), and an FFNN on
+# frames shuffled over the epoch
+CARRY = {**CFG, "carry_state": True}
+FRAMES = {**CFG, "batching": "frames", "frames_per_batch": 32}
 
 
-def run(out_dir, cfg=CFG, kill_after=None, feats_labels=None):
+def senone_lstm():
+    return build_model("Lstm8", InputLayout(3, 1, 0), NUM_PDFS)
+
+
+def senone_ffnn():
+    return build_model("ReLU16", InputLayout(3, 1, 0), NUM_PDFS)
+
+
+def run(out_dir, cfg=CFG, kill_after=None, feats_labels=None, make_model=ToyLstm):
     feats, labels = feats_labels or toy_data()
     utts = sorted(feats)
     torch.manual_seed(0)
-    model = ToyLstm()
+    model = make_model()
 
     def on_epoch(history):
         if kill_after is not None and len(history) == kill_after:
@@ -90,12 +105,38 @@ def test_learns_and_selects_best_epoch(tmp_path):
     assert 0.0 <= h[0].data_share < 1.0
 
 
-def test_resume_after_kill_equals_uninterrupted(tmp_path):
-    straight, _ = run(tmp_path / "a")
+@pytest.mark.parametrize("cfg, make_model", [(CARRY, senone_lstm), (FRAMES, senone_ffnn)], ids=["carry", "frames"])
+def test_carried_state_and_frame_batches_learn(tmp_path, cfg, make_model):
+    _, result = run(tmp_path, cfg=cfg, make_model=make_model)
+    h = result.history
+    assert h[-1].train_loss < h[0].train_loss
+    assert h[-1].valid_acc > 0.8  # chance is 0.25
+    # every labelled training frame is trained on once per epoch, in either scheme
+    feats, labels = toy_data()
+    assert {r.frames for r in h} == {sum(len(labels[u]) for u in sorted(feats)[4:])}
+
+
+def test_carried_state_changes_training_and_needs_a_model_that_takes_it(tmp_path):
+    cfg = {**CFG, "num_epochs": 1}
+    reset, _ = run(tmp_path / "reset", cfg=cfg, make_model=senone_lstm)
+    carry, _ = run(tmp_path / "carry", cfg={**cfg, "carry_state": True}, make_model=senone_lstm)
+    assert any(not torch.equal(p, q) for p, q in zip(reset.state_dict().values(), carry.state_dict().values()))
+    with pytest.raises(SenoneError, match="does not take a recurrent state"):
+        run(tmp_path / "toy", cfg={**cfg, "carry_state": True})  # torch.nn.LSTM inside: no state interface
+    # an FFNN has no state: carry_state leaves its training as it was, bit for bit
+    a, _ = run(tmp_path / "ffnn_a", cfg=cfg, make_model=senone_ffnn)
+    b, _ = run(tmp_path / "ffnn_b", cfg={**cfg, "carry_state": True}, make_model=senone_ffnn)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+@pytest.mark.parametrize("cfg, make_model", [(CFG, ToyLstm), (CARRY, senone_lstm), (FRAMES, senone_ffnn)],
+                         ids=["reset", "carry", "frames"])
+def test_resume_after_kill_equals_uninterrupted(tmp_path, cfg, make_model):
+    straight, _ = run(tmp_path / "a", cfg=cfg, make_model=make_model)
     with pytest.raises(KeyboardInterrupt):
-        run(tmp_path / "b", kill_after=1)
+        run(tmp_path / "b", cfg=cfg, kill_after=1, make_model=make_model)
     assert not (tmp_path / "b" / FINAL).exists()
-    resumed, result = run(tmp_path / "b")
+    resumed, result = run(tmp_path / "b", cfg=cfg, make_model=make_model)
     assert result.resumed_from == 1
     for (name, p), q in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(p, q), name
@@ -119,12 +160,16 @@ def test_lr_decays_exponentially_between_its_ends():
     assert lr_at(50, 101, cfg) == pytest.approx(0.01)
 
 
-def _ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
+DDP_RUNS = {"reset": (CFG, ToyLstm), "carry": (CARRY, senone_lstm), "frames": (FRAMES, senone_ffnn)}
+
+
+def _ddp_worker(rank: int, world_size: int, port: int, out_dir: str, mode: str = "reset") -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size))
     torch.set_num_threads(1)
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world_size)
     try:
-        model, result = run(out_dir)
+        cfg, make_model = DDP_RUNS[mode]
+        model, result = run(out_dir, cfg=cfg, make_model=make_model)
         torch.save({k: v for k, v in model.state_dict().items()}, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         torch.distributed.destroy_process_group()
@@ -136,8 +181,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_ddp_two_cpu_processes_on_gloo(tmp_path):
-    torch.multiprocessing.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+@pytest.mark.parametrize("mode", sorted(DDP_RUNS))
+def test_ddp_two_cpu_processes_on_gloo(tmp_path, mode):
+    torch.multiprocessing.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path), mode), nprocs=2, join=True)
     r0 = torch.load(tmp_path / "rank0.pt")
     r1 = torch.load(tmp_path / "rank1.pt")
     for k in r0:

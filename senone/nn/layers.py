@@ -11,10 +11,12 @@ positions. Frame layers (ReLU, Maxout, Lstm) work on flat ``(B, T, D)`` frames.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import nn
 
-from senone.nn.lstm import PeepholeLstm
+from senone.nn.lstm import LstmState, PeepholeLstm
 
 
 def init_linear(layer: nn.Linear, relu: bool) -> nn.Linear:
@@ -62,12 +64,25 @@ class PatchLstm(nn.Module):
         self.width = width
         self.lstm = PeepholeLstm(width * in_channels, cells, proj)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, state: Optional[LstmState] = None,
+                carry_at: Optional[int] = None) -> torch.Tensor | tuple[torch.Tensor, LstmState]:
+        """(B, T, P, C) → (B, T, P', K). With ``state``/``carry_at`` as :class:`PeepholeLstm`'s, the
+        state is kept per utterance and patch, (B, P', R) and (B, P', H): sequence b·P' + j of the
+        folded batch is row b, patch j, so a trainer can pick a stream's state by its row alone."""
         x = patches(x, self.width)  # (B, T, P', I)
         b, t, p, i = x.shape
         seqs = x.permute(0, 2, 1, 3).reshape(b * p, t, i)
-        out = self.lstm(seqs)  # (B·P', T, R)
-        return out.reshape(b, p, t, -1).permute(0, 2, 1, 3)
+        if state is None and carry_at is None:
+            out = self.lstm(seqs)  # (B·P', T, R)
+            return out.reshape(b, p, t, -1).permute(0, 2, 1, 3)
+        flat = None if state is None else (state[0].reshape(b * p, -1), state[1].reshape(b * p, -1))
+        res = self.lstm(seqs, flat, carry_at)
+        out = res[0] if carry_at is not None else res
+        y = out.reshape(b, p, t, -1).permute(0, 2, 1, 3)
+        if carry_at is None:
+            return y
+        h, c = res[1]
+        return y, (h.reshape(b, p, -1), c.reshape(b, p, -1))
 
     def extra_repr(self) -> str:
         return f"patch_width={self.width}"

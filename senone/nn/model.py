@@ -42,13 +42,16 @@ from torch import nn
 
 from senone import SenoneError
 from senone.nn.layers import MaxoutLayer, PatchConv, PatchLstm, PatchMaxPool, ReLULayer, init_linear
-from senone.nn.lstm import PeepholeLstm, lstm_num_params
+from senone.nn.lstm import LstmState, PeepholeLstm, lstm_num_params
 from senone.nn.spec import (CLstmSpec, ConvSpec, LayerSpec, LstmSpec, MaxoutSpec, PoolingSpec, ReLUSpec,
                             parse_spec)
 
 FFNN_CONTEXT = 5  # "concatenating the current frame with 5 frames in its left and right contexts"
 FIRST_PATCH_WIDTH = 8  # bands per patch of the first patch layer (31 bands → 24 patches)
 NEXT_PATCH_WIDTH = 3  # positions per patch of any later patch layer (derivation in the module docstring)
+
+#: A recurrent model's state between chunks: one (h, c) per LSTM/CLSTM layer, bottom up (see AcousticModel).
+ModelState = list[LstmState]
 
 
 @dataclass(frozen=True)
@@ -232,7 +235,28 @@ class AcousticModel(nn.Module):
         return {"spec": self.spec, "layout": dataclasses.asdict(self.layout), "num_pdfs": self.num_pdfs,
                 "width_scale": self.width_scale}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def takes_state(self) -> bool:
+        """Whether ``forward`` takes and hands back a recurrent state (training with ``carry_state``)."""
+        return self.is_recurrent
+
+    @property
+    def num_recurrent_layers(self) -> int:
+        """How many (h, c) pairs a state of this model holds: one per LSTM or CLSTM layer."""
+        layers = [*self.patch_layers, *self.frame_layers]
+        return sum(1 for layer in layers if isinstance(layer, (PatchLstm, PeepholeLstm)))
+
+    def forward(self, x: torch.Tensor, state: ModelState | None = None,
+                carry_at: int | None = None) -> torch.Tensor | tuple[torch.Tensor, ModelState]:
+        """Scores (B, T, num_pdfs) of the input (B, T + left + right, F), every recurrent layer from a
+        zero state.
+
+        Truncated BPTT with a carried state (recurrent models): ``state`` is a list with one
+        ``(h, c)`` per recurrent layer, bottom up (a CLSTM's as (B, P', ·), an LSTM's as (B, ·); None
+        = zeros), the rows being the batch's rows; with ``carry_at=s`` the call returns
+        ``(scores, new_state)``, ``new_state`` being every layer's state after the first s frames
+        (non-differentiable: BPTT is truncated there). The plain call is unchanged by all this.
+        """
         layout = self.layout
         if x.dim() != 3 or x.size(-1) != layout.feat_dim:
             raise SenoneError(f"model {self.spec!r} expects input (batch, frames, {layout.feat_dim}) "
@@ -241,7 +265,11 @@ class AcousticModel(nn.Module):
         if x.size(1) <= context:
             raise SenoneError(f"model {self.spec!r} consumes {self.left_context}+{self.right_context} "
                               f"context frames; input has only {x.size(1)} frame(s)")
+        if state is not None and len(state) != self.num_recurrent_layers:
+            raise SenoneError(f"model {self.spec!r} has {self.num_recurrent_layers} recurrent layer(s) but the state "
+                              f"given holds {len(state)}")
         b = x.size(0)
+        new_state: ModelState = []
         if self.is_recurrent:
             frames = x.unsqueeze(2)  # (B, T, 1, F)
         else:
@@ -253,15 +281,30 @@ class AcousticModel(nn.Module):
             h = frames[..., :s].reshape(b, t, n, layout.num_streams, layout.num_bands)
             h = h.permute(0, 1, 4, 2, 3).reshape(b, t, layout.num_bands, n * layout.num_streams)
             for layer in self.patch_layers:
-                h = layer(h)
+                h = self._run(layer, h, state, carry_at, new_state)
             h = h.reshape(b, t, -1)
             if layout.extra_dim:
                 h = torch.cat([h, frames[..., s:].reshape(b, t, n * layout.extra_dim)], dim=-1)
         else:
             h = frames.reshape(b, t, n * layout.feat_dim)
         for layer in self.frame_layers:
-            h = layer(h)
-        return self.output(h)
+            h = self._run(layer, h, state, carry_at, new_state)
+        y = self.output(h)
+        return y if carry_at is None else (y, new_state)
+
+    @staticmethod
+    def _run(layer: nn.Module, h: torch.Tensor, state: ModelState | None, carry_at: int | None,
+             new_state: ModelState) -> torch.Tensor:
+        """One layer; a recurrent one takes the next state of ``state`` and appends its carried state."""
+        if not isinstance(layer, (PatchLstm, PeepholeLstm)) or (state is None and carry_at is None):
+            return layer(h)
+        layer_state = state[len(new_state)] if state is not None else None
+        if carry_at is None:
+            new_state.append(layer_state)  # counts the layers (nothing is carried)
+            return layer(h, layer_state)
+        h, carried = layer(h, layer_state, carry_at)
+        new_state.append(carried)
+        return h
 
 
 def build_model(spec: str, layout: InputLayout | dict, num_pdfs: int, width_scale: float = 1.0) -> AcousticModel:

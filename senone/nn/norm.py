@@ -10,7 +10,7 @@ decoder cannot apply a different normalisation by mistake.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -58,5 +58,15 @@ class InputNormalized(nn.Module):
     def is_recurrent(self) -> bool:
         return bool(getattr(self.net, "is_recurrent", False))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net((x - self.mean) * self.inv_std)
+    @property
+    def takes_state(self) -> bool:
+        """Whether ``net`` takes a carried recurrent state (see :meth:`AcousticModel.forward`)."""
+        return bool(getattr(self.net, "takes_state", False))
+
+    def forward(self, x: torch.Tensor, state: Any = None, carry_at: int | None = None) -> Any:
+        """``net((x − mean) / std)``; ``state`` and ``carry_at`` go to ``net`` when given (truncated BPTT
+        with a carried state), so the plain call is exactly ``net``'s plain call."""
+        x = (x - self.mean) * self.inv_std
+        if state is None and carry_at is None:
+            return self.net(x)
+        return self.net(x, state=state, carry_at=carry_at)

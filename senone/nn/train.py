@@ -4,7 +4,16 @@ What one run does (the paper's section 4.1, in Kaldi nnet1's manner):
 
 * every epoch walks the training utterances in a seeded order through :class:`StreamBatcher`:
   minibatches of ``num_streams`` chunks (15 frames, 5 overlapping, labels delayed by 5 for
-  recurrent models) from different utterances;
+  recurrent models) from different utterances; FFNNs may instead take frames shuffled over the
+  whole epoch (``batching: frames``, :class:`FrameBatcher`, Kaldi nnet1's frame shuffling);
+* recurrent models start every chunk from a zero state (``carry_state: false``), or carry each
+  stream's state from one chunk of its utterance to the next (``carry_state: true``, Kaldi nnet1's
+  multi-stream truncated BPTT): the state reached ``chunk_len − overlap`` frames into a chunk, where
+  the next chunk begins, is the next chunk's initial state, detached (see :mod:`senone.nn.chunks`
+  for what is scored and why). A stream that opens an utterance starts from zero, and the state
+  follows its stream slot when minibatches shrink at the end of the epoch. Every epoch starts
+  every stream afresh, so no state outlives an epoch and the per-epoch checkpoints still resume to
+  the same model;
 * the learning rate decays exponentially, step by step, from ``lr_initial`` to ``lr_final`` over
   the whole run; gradients are clipped to a maximum norm (the paper scales gradients down, [38]);
 * after every epoch the model is scored on the held-out validation utterances (whole utterances,
@@ -38,9 +47,10 @@ import torch.distributed as dist
 
 from senone import SenoneError
 from senone.io import atomic_path, write_json
-from senone.nn.batches import StreamBatcher, epoch_order, num_batches
+from senone.nn.batches import Batch, FrameBatcher, StreamBatcher, epoch_order, num_batches, num_frame_batches
 from senone.nn.chunks import IGNORE, ChunkConfig
 from senone.nn.infer import log_posteriors
+from senone.nn.lstm import LstmState
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +77,19 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 500            # minibatches between progress lines
     valid_batch_frames: int = 20000
+    carry_state: bool = False       # recurrent models: carry the state from chunk to chunk (else zero per chunk)
+    batching: str = "streams"       # FFNNs: "streams" (chunks of num_streams utterances) or "frames" (shuffled)
+    frames_per_batch: int = 256     # batching "frames": frames per minibatch (Kaldi nnet1's minibatch size)
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("sgd", "adam"):
             raise SenoneError(f"nn optimizer {self.optimizer!r}: use 'sgd' or 'adam'")
+        if self.batching not in ("streams", "frames"):
+            raise SenoneError(f"nn batching {self.batching!r}: use 'streams' or 'frames'")
+        if not isinstance(self.carry_state, bool):
+            raise SenoneError(f"nn carry_state={self.carry_state!r}: use true or false")
+        if self.frames_per_batch < 1:
+            raise SenoneError(f"nn frames_per_batch={self.frames_per_batch}: must be at least 1")
         if self.num_epochs < 1:
             raise SenoneError(f"nn num_epochs={self.num_epochs}: must be at least 1")
         if not (self.lr_initial > 0 and self.lr_final > 0):
@@ -91,6 +110,16 @@ class TrainConfig:
                            label_delay=self.label_delay if recurrent else 0,
                            left_context=int(getattr(model, "left_context", 0)),
                            right_context=int(getattr(model, "right_context", 0)))
+
+    def carries_state(self, model: torch.nn.Module) -> bool:
+        """Whether ``model`` trains with the state carried across chunks: recurrent models with
+        ``carry_state`` (an FFNN has no state to carry)."""
+        return self.carry_state and bool(getattr(model, "is_recurrent", True))
+
+    def frame_batches(self, model: torch.nn.Module) -> bool:
+        """Whether ``model`` trains on frames shuffled over the epoch: FFNNs with ``batching: frames``
+        (a recurrent model needs consecutive frames, so it always takes stream chunks)."""
+        return self.batching == "frames" and not bool(getattr(model, "is_recurrent", True))
 
 
 @dataclass
@@ -196,6 +225,39 @@ def evaluate(model: torch.nn.Module, utts: Sequence[str], load: Callable[[str], 
     return (loss / frames if frames else float("nan")), (correct / frames if frames else float("nan")), int(frames)
 
 
+#: Carried states of one process: one (h, c) per recurrent layer, each with one row per stream slot.
+StreamState = list[LstmState]
+
+
+def _stream_state(store: StreamState | None, batch: Batch, device: torch.device) -> StreamState | None:
+    """The initial state of each row of ``batch``: its stream slot's carried state, zero where the row
+    opens an utterance; None (zeros throughout) when every row opens one, as at the start of an epoch."""
+    if store is None or batch.starts.all():
+        return None
+    idx = torch.from_numpy(batch.streams).to(device)
+    fresh = torch.from_numpy(np.flatnonzero(batch.starts)).to(device)
+    out = []
+    for h, c in store:
+        h0, c0 = h.index_select(0, idx), c.index_select(0, idx)  # copies: zeroing them leaves the store alone
+        if len(fresh):
+            h0[fresh] = 0
+            c0[fresh] = 0
+        out.append((h0, c0))
+    return out
+
+
+def _keep_state(store: StreamState | None, carried: StreamState, batch: Batch, num_streams: int) -> StreamState:
+    """Write each row's carried state into its stream slot, detached: BPTT is truncated there."""
+    idx = torch.from_numpy(batch.streams).to(carried[0][0].device)
+    if store is None:
+        store = [(h.new_zeros((num_streams, *h.shape[1:])), c.new_zeros((num_streams, *c.shape[1:])))
+                 for h, c in carried]
+    for (hs, cs), (h, c) in zip(store, carried):
+        hs.index_copy_(0, idx, h.detach())
+        cs.index_copy_(0, idx, c.detach())
+    return store
+
+
 def _checkpoints(out_dir: Path) -> dict[int, Path]:
     found = {}
     for p in (out_dir / CHECKPOINT_DIR).glob("epoch_*.pt"):
@@ -227,6 +289,18 @@ def train(model: torch.nn.Module, train_utts: Sequence[str], valid_utts: Sequenc
     flush_denormals()
     model.to(device)
     chunk_cfg = cfg.chunking(model)
+    carry, by_frames = cfg.carries_state(model), cfg.frame_batches(model)
+    if carry and not getattr(model, "takes_state", False):
+        raise SenoneError(f"nn.train.carry_state: the model ({type(model).__name__}) does not take a recurrent "
+                          "state (forward(x, state=, carry_at=)); set carry_state: false")
+    if cfg.carry_state and not carry and rank == 0:
+        log.info("carry_state applies to recurrent models only: this FFNN has no state to carry")
+    if cfg.batching == "frames" and not by_frames and rank == 0:
+        log.info("batching: frames applies to FFNNs only: this recurrent model trains on stream chunks")
+    if rank == 0:
+        log.info("minibatches: %s", f"{cfg.frames_per_batch} frames shuffled over the epoch" if by_frames else
+                 f"{cfg.num_streams} streams of {chunk_cfg.chunk_len}-frame chunks, " +
+                 ("state carried from chunk to chunk" if carry else "each chunk from a zero state"))
     train_utts = sorted(train_utts)
     valid_utts = sorted(valid_utts)
     if not train_utts:
@@ -239,7 +313,10 @@ def train(model: torch.nn.Module, train_utts: Sequence[str], valid_utts: Sequenc
     # batches per epoch, fixed by the (seeded) orders: the schedule knows its length up front
     per_epoch = []
     for epoch in range(1, cfg.num_epochs + 1):
-        n = num_batches(epoch_order(train_utts, cfg.seed, epoch, rank, size), frames, chunk_cfg, cfg.num_streams)
+        if by_frames:
+            n = num_frame_batches(sum(frames.values()), cfg.frames_per_batch, rank, size)
+        else:
+            n = num_batches(epoch_order(train_utts, cfg.seed, epoch, rank, size), frames, chunk_cfg, cfg.num_streams)
         per_epoch.append(int(_all_reduce([n], op=dist.ReduceOp.MIN if size > 1 else None)[0]))
     total_steps = sum(per_epoch)
 
@@ -269,8 +346,13 @@ def train(model: torch.nn.Module, train_utts: Sequence[str], valid_utts: Sequenc
     loss_fn = torch.nn.CrossEntropyLoss(ignore_index=IGNORE, reduction="sum")
 
     for epoch in range(start_epoch, cfg.num_epochs + 1):
-        order = epoch_order(train_utts, cfg.seed, epoch, rank, size)
-        batches = StreamBatcher(order, load, labels, chunk_cfg, cfg.num_streams)
+        if by_frames:  # every process indexes the same (sorted) utterances and takes every size-th frame
+            batches = FrameBatcher(train_utts, load, labels, chunk_cfg.left_context, chunk_cfg.right_context,
+                                   cfg.frames_per_batch, cfg.seed, epoch, rank, size)
+        else:
+            order = epoch_order(train_utts, cfg.seed, epoch, rank, size)
+            batches = StreamBatcher(order, load, labels, chunk_cfg, cfg.num_streams)
+        store: StreamState | None = None  # carried states: every stream of a new epoch starts from zero
         model.train()
         t0 = time.perf_counter()
         data_s = 0.0
@@ -285,7 +367,11 @@ def train(model: torch.nn.Module, train_utts: Sequence[str], valid_utts: Sequenc
             lr = lr_at(step, total_steps, cfg)
             for g in opt.param_groups:
                 g["lr"] = lr
-            logits = model(x)
+            if carry:
+                logits, carried = model(x, state=_stream_state(store, batch, device), carry_at=chunk_cfg.step)
+                store = _keep_state(store, carried, batch, cfg.num_streams)
+            else:
+                logits = model(x)
             scored = int((y != IGNORE).sum())
             loss = loss_fn(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
             opt.zero_grad(set_to_none=True)
