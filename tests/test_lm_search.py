@@ -203,3 +203,14 @@ def test_decoder_default_is_one_value():
 
     assert DECODE["decoder"] == DEFAULT_DECODER == "faster"
     assert search_options({"beam": 13, "max_active": 7000})["decoder"] == DEFAULT_DECODER
+
+
+def test_search_defaults_of_library_and_conf_agree():
+    """decode_dataset's beam and max_active are conf/decode.yaml's (a notebook user gets the recipes' search)."""
+    import inspect
+
+    from senone.decode.decoder import decode_dataset
+
+    params = inspect.signature(decode_dataset).parameters
+    assert params["max_active"].default == DECODE["max_active"] and params["beam"].default == DECODE["beam"]
+    assert params["lattice_beam"].default == DECODE["lattice_beam"]

@@ -220,7 +220,7 @@ def _as_scorer(scorer_factory: ScorerFactory | AcousticScorer) -> AcousticScorer
 
 
 def decode_dataset(
-    hclg_path: str | os.PathLike,
+    hclg_path: str | os.PathLike | kaldifst.StdVectorFst,
     words_txt: str | os.PathLike,
     trans_model_path_or_obj: Union[khg.TransitionModel, str, os.PathLike],
     scorer_factory: ScorerFactory | AcousticScorer,
@@ -229,7 +229,7 @@ def decode_dataset(
     acoustic_scale: float,
     beam: float = 13.0,
     lattice_beam: float = 6.0,
-    max_active: int = 7000,
+    max_active: int = 3000,
     min_active: int = 200,
     num_jobs: int = 1,
     decoder: DecoderKind = DEFAULT_DECODER,
@@ -237,6 +237,8 @@ def decode_dataset(
     progress: bool = True,
 ) -> dict[str, DecodeResult]:
     """Decode every ``(utt_id, matrix)`` in ``items`` to its best word sequence and alignment.
+
+    ``hclg_path``: the graph's file, or the graph itself (a ``kaldifst.StdVectorFst`` already read).
 
     ``matrix`` is whatever the scorer takes: features for :class:`GmmScorer`, NN pseudo
     log-likelihoods for :class:`NnScorer`. ``scorer_factory`` is called once, in this process,
@@ -254,7 +256,8 @@ def decode_dataset(
     if num_jobs < 1:
         raise SenoneError(f"num_jobs must be >= 1, got {num_jobs}")
     t0 = time.perf_counter()
-    hclg = read_fst(hclg_path)
+    # an FST already read (a caller decoding several batches through one graph) is used as it is
+    hclg = hclg_path if isinstance(hclg_path, kaldifst.StdVectorFst) else read_fst(hclg_path)
     if hclg.start < 0:
         raise SenoneError(f"{hclg_path}: HCLG is empty (no start state); rebuild the graph")
     ctx = _Context(
