@@ -44,10 +44,21 @@ def first_pass_transforms(si_dir: Path, sat: GmmHmm, feats: Mapping[str, np.ndar
     si_dir = Path(si_dir)
     si = GmmHmm.load(si_dir)
     lm_weight = si_lm_weight(si_dir)
-    graph = si_dir / "graph"
     log.info("fMLLR pass 1: decoding %d utterances with %s (LM weight %g)", len(feats), si_dir, lm_weight)
+    return si_pass_transforms(si, si_dir / "graph", lm_weight, sat, feats, utt2spk, silence_phones, search=search,
+                              num_jobs=num_jobs, min_count=min_count, silence_weight=silence_weight)
+
+
+def si_pass_transforms(si: GmmHmm, graph_dir: Path, lm_weight: float, sat: GmmHmm, feats: Mapping[str, np.ndarray],
+                       utt2spk: Mapping[str, str], silence_phones: set[int], *, search: Mapping[str, Any],
+                       num_jobs: int, min_count: float = 500.0, silence_weight: float = 0.0,
+                       progress: bool = True) -> dict[str, np.ndarray]:
+    """:func:`first_pass_transforms` with the speaker-independent model, its graph folder and its LM weight given
+    (an export folder keeps them outside any recipe's ``exp/``)."""
+    graph = Path(graph_dir)
     results = decode_dataset(graph / "HCLG.fst", graph / "words.txt", si.trans_model, GmmScorer(si.am, si.trans_model),
-                             list(feats.items()), acoustic_scale=1.0 / lm_weight, num_jobs=num_jobs, **search)
+                             list(feats.items()), acoustic_scale=1.0 / lm_weight, num_jobs=num_jobs, progress=progress,
+                             **search)
     ali = {u: np.asarray(r.alignment, dtype=np.int32) for u, r in results.items() if r.alignment}
     converted = convert_alignments(si.trans_model, sat.trans_model, sat.ctx_dep, ali)
     return estimate_transforms(sat, feats, converted, utt2spk, silence_phones, silence_weight=silence_weight,
