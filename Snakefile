@@ -1,5 +1,6 @@
 # senone workflow: one rule per stage, each calling one steps/ CLI. Configuration: conf/*.yaml, overridden by
 # recipes/<recipe>.yaml, overridden by --config/--configfile. See README.md.
+import copy
 import json
 import os
 import sys
@@ -16,8 +17,49 @@ _CLI_KEYS = set(getattr(getattr(workflow, "config_settings", None), "config", No
 try:
     CFG = load_config(RECIPE, overrides={k: typed_cli_value(v) if k in _CLI_KEYS and isinstance(v, (dict, list)) else v
                                          for k, v in config.items() if k != "recipe"})
-except SenoneError as exc:
-    sys.exit(f"error: {exc}")
+except SenoneError as exc:  # a configuration error is one line per problem (senone.schema), before any job
+    sys.exit("\n".join(f"error: {line}" for line in str(exc).splitlines()))
+
+
+def _clear_stale_locks() -> None:
+    """Remove the locks a killed run left, so the same command resumes it (README "Reruns and configuration
+    errors"). Snakemake keeps its locks until the run ends; after ``kill -9`` they stay and every later run
+    stops with "Directory cannot be locked" until ``--unlock``. They are stale when nothing of this workflow
+    still runs in this working directory: no other process here (current directory = this one, ancestors of
+    this process left out) runs snakemake or a stage (``-m steps.``). Orphaned stage jobs of the killed run
+    keep their locks, so a resumed run never trains beside them. Linux only (/proc); elsewhere nothing is
+    touched. (A dry run clears them too: it cannot be told apart while the Snakefile is read, and stale locks
+    are stale either way.)"""
+    locks = sorted(Path(".snakemake/locks").glob("*.lock"))
+    proc = Path("/proc")
+    if not locks or not proc.is_dir() or not getattr(workflow, "is_main_process", False):
+        return
+    here, mine = os.path.realpath("."), set()
+    pid = os.getpid()
+    while pid > 1 and pid not in mine:  # this process and its ancestors (the shell that started it...)
+        mine.add(pid)
+        try:
+            pid = int((proc / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) in mine:
+            continue
+        try:
+            if os.readlink(entry / "cwd") != here:
+                continue
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"snakemake" in cmd or b"-m steps." in cmd:
+            return  # a run (or an orphaned stage of one) is still going here: its locks are real
+    for lock in locks:
+        lock.unlink(missing_ok=True)
+    print(f"Removed the locks of an earlier run that was killed ({len(locks)} file(s) in .snakemake/locks): no "
+          "snakemake or stage process runs in this directory any more.", file=sys.stderr)
+
+
+_clear_stale_locks()
 
 CORPUS = CFG["corpus"]["name"]
 DATA = f"data/{RECIPE}"
@@ -59,15 +101,24 @@ def cuts(split):
 
 def conf(*keys):
     """JSON of the named config sections (rules re-run when these change); a dotted key keeps one subsection
-    (``features.gmm``: the GMM rules do not re-run when ``features.nn`` changes)."""
-    out = {}
+    at any depth (``features.gmm``: the GMM rules do not re-run when ``features.nn`` changes; ``gmm.tri1``:
+    tri1 does not re-run when another stage's settings change). Keys missing from the configuration are left
+    out, so the JSON of one- and two-level keys is what it always was."""
+    out: dict = {}
     for key in keys:
-        top, _, sub = key.partition(".")
-        if not sub and top in CFG:
-            out[top] = CFG[top]
-        elif sub in CFG.get(top, {}):
-            out.setdefault(top, {})[sub] = CFG[top][sub]
+        parts, node = key.split("."), CFG
+        for part in parts:
+            node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
+        if node is _MISSING:
+            continue
+        target = out
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = copy.deepcopy(node)
     return json.dumps(out, ensure_ascii=False, sort_keys=True)
+
+
+_MISSING = object()
 
 
 # The merged configuration of this run, for traceability (rewritten only when it changes).
@@ -133,7 +184,61 @@ rule results:
         "{STEP}.results --exp {EXP} {REPORTED} --log {log} > /dev/null"
 
 
+# What decides which utterances prepare finds, per corpus preparation: glob patterns under the corpus folders
+# (corpus_dir, audio_dir, trans_dir). Listing files and audio are stamped by name, size and modification time
+# only (never read), so an edited TSV or transcript, or an utterance removed, re-runs prepare and what follows.
+# Patterns stay out of big audio trees where a listing names the audio (Common Voice's clips/, AISHELL's wav/).
+CORPUS_LISTINGS = {
+    "fsdd": ("speakers.tsv", "recordings/*.wav"),
+    "cv_zh": ("*.tsv", "*/*.tsv"),
+    "custom": ("**/*",),  # a folder of audio + .txt, or Kaldi data dirs (wav.scp, text, utt2spk, segments)
+    "hkust": ("**/*.txt", "**/*.sph", "**/*.SPH", "**/*.TXT"),
+    "aishell1": ("data_aishell/transcript/*.txt",),
+}
+CORPUS_STAMP = f"{DATA}/corpus_listing.tsv"
+
+
+def corpus_stamp() -> list[str]:
+    """The stamp of the corpus's listing (rewritten when it changes, so its date tells prepare to re-run), or
+    nothing for a corpus made here (synth_zh: its settings are prepare's params)."""
+    patterns = CORPUS_LISTINGS.get(CFG["corpus"].get("prepare"))
+    if not patterns:
+        return []
+    lines = []
+    for key in ("corpus_dir", "audio_dir", "trans_dir"):
+        folder = CFG["corpus"].get(key)
+        if not folder:
+            continue
+        root = Path(folder).expanduser()
+        if not root.is_dir():
+            lines.append(f"{key}\t{folder}\tmissing")
+            continue
+        found = {p for pattern in patterns for p in root.glob(pattern) if p.is_file()}
+        here = Path.cwd().resolve()
+        if here == root.resolve() or root.resolve() in here.parents:  # the run lives inside the corpus folder:
+            ours = [here / d for d in ("data", "exp", ".snakemake")]  # its own outputs are not the corpus
+            found = {p for p in found if not any(d == q or d in q.parents for q in [p.resolve()] for d in ours)}
+        for p in sorted(found):
+            st = p.stat()
+            lines.append(f"{key}\t{p.relative_to(root)}\t{st.st_size}\t{st.st_mtime_ns}")
+    text = "".join(line + "\n" for line in lines)
+    path = Path(CORPUS_STAMP)
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    return [CORPUS_STAMP]
+
+
+# a user's split list (custom: corpus.split_file) is read by prepare too
+SPLIT_FILE = [CFG["corpus"]["split_file"]] if CFG["corpus"].get("split_file") else []
+
+
 rule prepare:
+    input:
+        listing=corpus_stamp(),
+        split_file=SPLIT_FILE,
     output:
         [cuts(s) for s in SPLITS] + PREPARED_LISTS + PREPARED_TEXT,
     params:
@@ -151,15 +256,20 @@ rule prepare:
         "--log {log}"
 
 
+# a user lexicon (lang.lexicon) is read by lang: editing it re-runs lang and everything after it
+LEXICON = [CFG["lang"]["lexicon"]] if CFG["lang"].get("lexicon") else []
+
+
 rule lang:
     input:
         train=cuts("train"),
         extra_text=LM_EXTRA_TEXT,
+        lexicon=LEXICON,
     output:
         L=f"{DATA}/lang/L.fst",
         words=f"{DATA}/lang/words.txt",
     params:
-        conf=conf("lang", "lm", "language"),
+        conf=conf("lang", "lm.extra_text", "language"),  # of lm only what lang reads: a new LM order re-runs the LM
     benchmark:
         f"{EXP}/benchmarks/lang.tsv"
     log:
@@ -208,6 +318,19 @@ rule feats:
         "--split {wildcards.split} --out {DATA}/feats/{wildcards.kind} --sampling-rate {SAMPLING_RATE} --log {log}"
 
 
+def gmm_stage_conf(system: str) -> str:
+    """What a GMM training step reads: its own ``gmm.<system>`` section, the feature memory limit, the Δ and
+    CMVN settings it applies on the fly, and the lang's unit. Another stage's sizes, the MFCC settings (their
+    files are inputs) or the LM do not re-run it."""
+    return conf("lang.unit", "features.gmm.cmvn_norm_vars", "features.gmm.delta_order", f"gmm.{system}",
+                "gmm.max_feature_memory_gb")
+
+
+# The resuming stages (mono, the tree stages, nn_train) write their logs themselves (params.log, appended to
+# across a resume; Snakemake would delete a `log:` file before the resumed job) and delete their resume state
+# once they have finished (a finished stage's checkpoint never satisfies a later run: --forcerun retrains).
+
+
 rule mono:
     input:
         L=f"{DATA}/lang/L.fst",
@@ -219,15 +342,15 @@ rule mono:
         pkl=f"{EXP}/mono/final.pkl",
         ali=f"{EXP}/mono/ali.ark",
     params:
-        conf=conf("lang", "features.gmm", "gmm"),
+        conf=gmm_stage_conf("mono"),
+        log=f"{EXP}/mono/log/train.log",
     threads: workflow.cores
     benchmark:
         f"{EXP}/benchmarks/mono.tsv"
-    log:
-        f"{EXP}/mono/log/train.log",
     shell:
         "{STEP}.train_mono --conf '{params.conf}' --lang {DATA}/lang --train-cuts {input.train} "
-        "--feats {input.feats} --cmvn {input.cmvn} --out {EXP}/mono --threads {threads} --log {log}"
+        "--feats {input.feats} --cmvn {input.cmvn} --out {EXP}/mono --threads {threads} --log {params.log} "
+        "&& rm -f {EXP}/mono/checkpoint.pkl"
 
 
 STAGE_STEP = {"deltas": "train_tri", "lda_mllt": "train_lda_mllt", "sat": "train_sat"}
@@ -253,18 +376,18 @@ rule tree_stage:
     wildcard_constraints:
         system="tri[0-9a-z_]+",
     params:
-        conf=conf("lang", "features.gmm", "gmm"),
+        conf=lambda wc: gmm_stage_conf(wc.system),
         step=lambda wc: STAGE_STEP[stage_conf(wc.system)["kind"]],
         prev=lambda wc: stage_conf(wc.system)["prev"],
+        log=f"{EXP}/{{system}}/log/train.log",
     threads: workflow.cores
     benchmark:
         f"{EXP}/benchmarks/{{system}}.tsv"
-    log:
-        f"{EXP}/{{system}}/log/train.log",
     shell:
         "{STEP}.{params.step} --stage {wildcards.system} --conf '{params.conf}' --lang {DATA}/lang "
         "--train-cuts {input.train} --feats {input.feats} --cmvn {input.cmvn} --prev {EXP}/{params.prev} "
-        "--out {EXP}/{wildcards.system} --threads {threads} --log {log}"
+        "--out {EXP}/{wildcards.system} --threads {threads} --log {params.log} "
+        "&& rm -f {EXP}/{wildcards.system}/checkpoint.pkl"
 
 
 def first_pass_inputs(wc):
@@ -338,3 +461,6 @@ rule decode_test:
         "{STEP}.decode --conf '{params.conf}' --model-dir {EXP}/{wildcards.system} --graph {EXP}/{wildcards.system}/graph "
         "--cuts {input.cuts} --feats {input.feats} --cmvn {input.cmvn} --lm-weight-from {input.best} "
         "--out {EXP}/{wildcards.system}/decode_test --threads {threads} --log {log}"
+
+
+include: "rules/export.smk"

@@ -97,15 +97,18 @@ rule nn_train:
         conf=lambda wc: nn_conf(wc.model, "train"),
         launcher=lambda wc: nn_launcher(),  # when a network is in the DAG: only then is torch imported
         fmllr=nn_fmllr_args("train"),
+        # appended to across a resume (a `log:` file would be deleted by Snakemake before the resumed job)
+        log=f"{NN_DIR}/{{model}}/log/train.log",
     threads: workflow.cores
     benchmark:
         f"{EXP}/benchmarks/nn_{{model}}.tsv"
-    log:
-        f"{NN_DIR}/{{model}}/log/train.log",
     shell:
+        # checkpoints/finished: the checkpoints are of a run that finished, so this run (forced, or its outputs
+        # removed) trains afresh instead of resuming after the last epoch; a killed run has no such file and resumes
+        "if [ -e {NN_DIR}/{wildcards.model}/checkpoints/finished ]; then rm -rf {NN_DIR}/{wildcards.model}/checkpoints; fi; "
         "{params.launcher} --conf '{params.conf}' --model {wildcards.model} --feats-dir {NN_FEATS} "
         "--ali {input.ali} --senones {input.senones} {params.fmllr} --out {NN_DIR}/{wildcards.model} --threads {threads} "
-        "--log-file {log}"
+        "--log-file {params.log} && touch {NN_DIR}/{wildcards.model}/checkpoints/finished"
 
 
 rule nn_decode_dev:

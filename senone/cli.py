@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import logging
 import os
+import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -17,11 +18,20 @@ from senone import SenoneError
 
 def setup_logging(log_file: str | Path | None, verbose: bool = False) -> None:
     """Log to the console and to ``log_file``; under torchrun only rank 0 writes the file (the others
-    would overwrite each other's lines)."""
+    would overwrite each other's lines).
+
+    The file is appended to, each run starting with a ``==== <date> <command>`` line: a stage that
+    resumes after a kill keeps the log of the attempt it resumes (the workflow leaves the logs of its
+    resuming stages in place for this), and the two attempts read one after the other.
+    """
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file and int(os.environ.get("RANK", "0")) == 0:
-        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, mode="w", encoding="utf-8"))
+        path = Path(log_file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        command = " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]])
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} pid {os.getpid()}: {command[:2000]}\n")
+        handlers.append(logging.FileHandler(path, mode="a", encoding="utf-8"))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=handlers, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("jieba", "matplotlib", "PIL", "numba"):

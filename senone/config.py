@@ -2,7 +2,12 @@
 overridden by what the user passes (``--config key=value`` or ``--configfile``).
 
 The merged result is what a run used; the workflow writes it to ``exp/<recipe>/config.yaml`` so any
-number can be traced back to the settings that made it.
+number can be traced back to the settings that made it. It is checked against the schema
+(:mod:`senone.schema`) as it is loaded: an unknown key or a value of the wrong type or range is one
+error line naming the key, before any stage runs.
+
+Between ``conf/`` and the recipe sit the defaults of the recipe's language (:data:`LANGUAGE_DEFAULTS`:
+English has no pitch features), so a recipe or the command line can still set them either way.
 """
 
 from __future__ import annotations
@@ -52,6 +57,12 @@ SHORTCUTS: dict[str, tuple[tuple[str, ...], ...]] = {
 }
 
 
+#: Defaults that depend on the recipe's ``language``, merged over ``conf/`` and under the recipe: English
+#: words carry no lexical tone, so the GMM features have no pitch (as Kaldi's English recipes; README
+#: "Language-related choices").
+LANGUAGE_DEFAULTS: dict[str, dict[str, Any]] = {"en": {"features": {"gmm": {"pitch": False}}}}
+
+
 def typed_cli_value(value: Any) -> Any:
     """A ``--config`` value with the scalars inside its mappings and lists read as YAML scalars.
 
@@ -87,22 +98,43 @@ def _expand_shortcuts(overrides: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load_config(recipe: str, overrides: Mapping[str, Any] | None = None, root: Path = PROJECT_ROOT) -> dict[str, Any]:
-    """Merge ``conf/*.yaml`` (sorted by name), ``recipes/<recipe>.yaml`` and ``overrides``.
+    """Merge ``conf/*.yaml`` (sorted by name), the language's :data:`LANGUAGE_DEFAULTS`,
+    ``recipes/<recipe>.yaml`` and ``overrides``, and check the result (:func:`senone.schema.validate_config`:
+    a :class:`senone.schema.ConfigError`, one line per problem, when a key is unknown or a value wrong).
 
     ``overrides`` may use the :data:`SHORTCUTS` (``corpus_dir`` → ``corpus.corpus_dir``, ...).
     """
+    from senone.schema import ConfigError, shortcut_problem, validate_config  # only when a configuration is loaded
+
     root = Path(root)
     recipe_path = root / "recipes" / f"{recipe}.yaml"
     if not recipe_path.is_file():
         raise SenoneError(
             f"recipe '{recipe}' does not exist ({recipe_path} not found); available: {', '.join(available_recipes(root))}")
-    cfg: dict[str, Any] = {}
+    defaults: dict[str, Any] = {}
     for path in sorted((root / "conf").glob("*.yaml")):
-        cfg = deep_merge(cfg, _read_yaml(path))
-    cfg = deep_merge(cfg, _read_yaml(recipe_path))
-    if overrides:
-        cfg = deep_merge(cfg, _expand_shortcuts(overrides))
+        defaults = deep_merge(defaults, _read_yaml(path))
+    recipe_cfg = _read_yaml(recipe_path)
+    given = _expand_shortcuts(overrides or {})
+    language = given.get("language", recipe_cfg.get("language", defaults.get("language")))
+    cfg = deep_merge(defaults, LANGUAGE_DEFAULTS.get(language, {}) if isinstance(language, str) else {})
+    cfg = deep_merge(deep_merge(cfg, recipe_cfg), given)
     cfg["recipe"] = recipe
+    # a bad shortcut value is one line naming the shortcut, not one per key it sets
+    problems, covered = [], set()
+    for name, targets in SHORTCUTS.items():
+        if overrides and name in overrides:
+            dotted = [".".join(t) for t in targets]
+            problem = shortcut_problem(name, overrides[name], dotted)
+            if problem:
+                problems.append(problem)
+                covered.update(dotted)
+    try:
+        validate_config(cfg, defaults, root)
+    except ConfigError as exc:
+        problems += [p for p in exc.problems if not any(p.startswith(f"configuration key '{k}' = ") for k in covered)]
+    if problems:
+        raise ConfigError(problems)
     return cfg
 
 

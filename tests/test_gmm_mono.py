@@ -153,7 +153,8 @@ def test_checkpoint_of_other_settings_is_not_resumed(tmp_path):
                         changed)
     assert [h.iteration for h in result.history] == [0, 1, 2]  # trained from the flat start again
     assert result.model.num_gauss <= 12
-    assert (tmp_path / "checkpoint.stale.pkl").exists()
+    # the refused checkpoint is gone, not kept beside the new one (nothing would ever read it)
+    assert sorted(p.name for p in tmp_path.glob("checkpoint*")) == ["checkpoint.pkl"]
 
 
 def test_phone_never_seen_in_training_is_named(tmp_path, caplog):

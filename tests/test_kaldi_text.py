@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from senone import SenoneError
-from senone.hmm.kaldi_text import (am_diag_gmm_to_text, matrix_text, model_to_text, parse_model_text, read_model_text,
-                                   transition_model_to_text, vector_text)
+from senone.hmm.kaldi_text import (am_diag_gmm_to_text, float32_of_text, matrix_text, model_to_text, parse_model_text,
+                                   read_model_text, transition_model_to_text, vector_text)
 from senone.hmm.model import GmmHmm
 from senone.io import read_alignments, write_alignments
 from tests import toy_hmm
@@ -140,3 +140,56 @@ def test_alignment_archive_bytes_are_kaldis(tmp_path):
     assert data == b"u1 " + vec([1, 2, 300]) + b"u2 " + vec([7])
     back = read_alignments(tmp_path / "ali.ark")
     assert list(back) == ["u1", "u2"] and back["u1"].tolist() == [1, 2, 300]
+
+
+def realistic_am(num_pdfs: int = 40, num_gauss: int = 6, dim: int = 39, seed: int = 0) -> khg.AmDiagGmm:
+    """GMMs with trained-model-like parameters (Δ+ΔΔ dimensions, varied variances and weights)."""
+    rng = np.random.default_rng(seed)
+    am = khg.AmDiagGmm()
+    for p in range(num_pdfs):
+        gmm = khg.DiagGmm(num_gauss, dim)
+        gmm.set_weights(rng.dirichlet(np.ones(num_gauss)).astype(np.float32))
+        gmm.set_invvars((1.0 / rng.uniform(0.05, 40.0, (num_gauss, dim))).astype(np.float32))
+        gmm.set_means(rng.normal(0.0, 6.0, (num_gauss, dim)).astype(np.float32))
+        gmm.compute_gconsts()
+        if p == 0:
+            am.init(gmm, 1)
+        else:
+            am.add_pdf(gmm)
+    return am
+
+
+def test_gmm_text_is_what_kaldi_writes_back():
+    """gmm-copy --binary=false reads the text (DiagGmm::Read recomputes <GCONSTS> in float from the 7-digit
+    parameters) and writes it again: our text must come back byte for byte. Kaldi's reading is the reader
+    here (its ComputeGconsts through kaldi-hmm-gmm); the constants of the exact in-memory parameters would
+    differ in the last digit for most GMMs, so this checks the written constants, not only the layout."""
+    am = realistic_am()
+    text = am_diag_gmm_to_text(am)
+    blocks = text.split("<DiagGMM> \n")[1:]
+    written = [float32_of_text(b.split("<GCONSTS>  [ ")[1].split(" ]")[0].split()) for b in blocks]
+    exact = [np.asarray(am.get_pdf(p).gconsts) for p in range(am.num_pdfs)]
+    assert sum(not np.array_equal(w, e) for w, e in zip(written, exact)) > am.num_pdfs // 4  # the old writer's gap
+    dim_pdfs = f"<DIMENSION> {am.dim} <NUMPDFS> {am.num_pdfs} "
+    assert text.startswith(dim_pdfs)
+    tm_text = transition_model_to_text(toy_hmm_transition_model())
+    back = parse_model_text(tm_text + text)
+    assert am_diag_gmm_to_text(back.am) == text
+
+
+def toy_hmm_transition_model() -> khg.TransitionModel:
+    from senone.gmm.mono import init_mono_model
+
+    _, feats, _ = toy_hmm.make_corpus(3)
+    return init_mono_model(toy_hmm.topology(), feats, toy_hmm.DIM, 3).trans_model
+
+
+def test_text_numbers_are_read_as_strtof_reads_them():
+    """Decimal → float32 rounded once (strtof), also where decimal → double → float would round twice."""
+    # a hair above 1 + 2^-24: the double rounds to 1 + 2^-24, exactly halfway between two floats; ties-to-even
+    # would then give 1.0, but the decimal is above the midpoint, so the float is 1 + 2^-23
+    above = "1.000000059604644775390625000000000000000867361737988403547205962240695953369140625"
+    assert float32_of_text([above])[0] == np.float32(1 + 2 ** -23)
+    assert float32_of_text(["1.0000000596046447753906250"])[0] == np.float32(1.0)  # the exact midpoint: even
+    values = np.random.default_rng(1).normal(size=1000).astype(np.float32)
+    np.testing.assert_array_equal(float32_of_text([repr(float(v)) for v in values]), values)

@@ -369,8 +369,8 @@ def test_frame_batches_cover_every_labelled_frame_once_and_are_seeded():
 def test_conf_defaults_match_the_library():
     conf = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf" / "nn.yaml").read_text())["nn"]
     lib = TrainConfig()
-    for key in ("carry_state", "batching", "frames_per_batch", "chunk_len", "overlap", "label_delay"):
-        assert conf["train"][key] == getattr(lib, key), key
+    for key, value in conf["train"].items():  # every shared training setting: one default, in conf and library
+        assert value == getattr(lib, key), key
     dec = DecodeChunking()
     for key in DecodeChunking.KEYS:
         assert conf["decode"][key] == getattr(dec, key), key

@@ -24,8 +24,12 @@ speaker — ``dev_speakers``/``test_speakers`` are lists of names or numbers of 
 ``seed`` (default one each), training gets the rest.
 
 Everything that cannot be used is skipped with a reason (senone.data.corpus and the readers below)
-and listed in ``manifests/skipped.json``; ``manifests/custom_report.json`` says what was read and
-what normalisation removed.
+and listed in ``manifests/skipped.json``, also what names nothing usable: a ``.txt`` without an audio
+file beside it (``no_audio_file``) and a split-file id that is no utterance of the corpus
+(``split_file_unknown_id``); an id listed twice (``duplicate_id``) names the files or lines that
+share it. ``manifests/custom_report.json`` says what was read and what normalisation removed. Text
+files that are not UTF-8 are skipped per file (transcripts) or stop with one line naming the file
+(the split file).
 """
 
 from __future__ import annotations
@@ -33,16 +37,15 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence, TypeVar
 
 from senone import SenoneError
 from senone.data.corpus import (
     SPLITS,
     AudioInfo,
     Utterance,
-    drop_duplicate_ids,
     fit_segment,
     probe_audio,
     require_dir,
@@ -52,9 +55,37 @@ from senone.data.corpus import (
 from senone.data.english import normalize_en_report
 from senone.data.skips import SkipReport
 from senone.data.text import normalize_zh_report
-from senone.io import write_json
+from senone.io import read_utf8, write_json
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass
+class _Report(SkipReport):
+    """A :class:`SkipReport` that also remembers every item it skipped, so that a split-file id of a
+    skipped utterance is not reported a second time as naming nothing."""
+
+    items: set[str] = field(default_factory=set)
+
+    def add(self, item: str, reason: str, detail: str = "") -> None:
+        self.items.add(str(item))
+        super().add(item, reason, detail)
+
+
+def _drop_duplicates(items: Sequence[T], key: Callable[[T], str], where: Callable[[T], str], report: SkipReport,
+                     what: str) -> list[T]:
+    """``items`` without every item whose id occurs more than once (``duplicate_id``), the skip naming where
+    each copy comes from (files, or lines of one file): the user must see which two entries collide."""
+    by_id: dict[str, list[T]] = {}
+    for x in items:
+        by_id.setdefault(key(x), []).append(x)
+    for k, copies in sorted(by_id.items()):
+        if len(copies) > 1:
+            report.add(k, "duplicate_id", f"{what} id listed {len(copies)} times: "
+                       f"{', '.join(where(c) for c in copies)}; every copy left out (rename or remove one)")
+    return [x for x in items if len(by_id[key(x)]) == 1]
 
 CORPUS = "custom"
 LANGUAGE_NAMES = {"zh": "Chinese", "en": "English"}
@@ -99,7 +130,7 @@ def read_table(path: Path, report: SkipReport, what: str) -> tuple[dict[str, tup
         if line:
             parts = line.split(maxsplit=1)
             entries.append((parts[0], parts[1] if len(parts) > 1 else "", lineno))
-    kept = drop_duplicate_ids(entries, lambda e: e[0], report, what)
+    kept = _drop_duplicates(entries, lambda e: e[0], lambda e: f"{path}:{e[2]}", report, what)
     bad |= {k for k, _, _ in entries} - {k for k, _, _ in kept}
     return {k: (rest, lineno) for k, rest, lineno in kept}, bad
 
@@ -240,9 +271,11 @@ def read_folder(root: Path, extensions: Sequence[str], speaker_pattern: str | No
         info = probe_audio(path, sampling_rate, report, utt)
         if info is not None:
             out.append(_Raw(id=utt, speaker=speaker, text=text, audio=info))
-    lonely = [p for p in root.rglob("*.txt") if p not in paired and p.parent != root]
-    if lonely:
-        log.info("custom: %d .txt file(s) have no audio file beside them (e.g. %s); not used", len(lonely), lonely[0])
+    # transcripts without audio (a recording removed, or an extension not in audio_extensions) are counted too;
+    # .txt files directly in corpus_dir (a README, a split list) are not transcripts
+    for txt in sorted(p for p in root.rglob("*.txt") if p not in paired and p.parent != root):
+        report.add("-".join(txt.relative_to(root).with_suffix("").parts), "no_audio_file",
+                   f"{txt} has no audio file ({', '.join(sorted(exts))}) of the same name beside it")
     return out
 
 
@@ -280,7 +313,7 @@ def read_split_file(path: Path) -> dict[str, str]:
     if not path.is_file():
         raise SenoneError(f"custom: split_file {path} not found")
     out: dict[str, str] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, line in enumerate(read_utf8(path, "the split file").splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
@@ -303,10 +336,10 @@ def assign_splits(utts: list[Utterance], *, given: dict[str, str], split_file: s
                 by_split[wanted[u.id]].append(u)
             else:
                 report.add(u.id, "not_in_split_file", f"{split_file} gives no split for it")
-        unknown = set(wanted) - {u.id for u in utts}
-        if unknown:
-            log.info("custom: %d id(s) in %s are not usable utterances (e.g. %s)", len(unknown), split_file,
-                     sorted(unknown)[0])
+        # ids naming no utterance at all (skipped ones are counted under their own reason already)
+        skipped_items = getattr(report, "items", set())
+        for uid in sorted(set(wanted) - {u.id for u in utts} - skipped_items):
+            report.add(uid, "split_file_unknown_id", f"{split_file} lists it, but the corpus has no such utterance")
     elif given:
         for u in utts:
             by_split[given[u.id]].append(u)
@@ -346,7 +379,7 @@ def prepare_custom(
     if language not in LANGUAGE_NAMES:
         raise SenoneError(f"custom: language must be one of {sorted(LANGUAGE_NAMES)}, got {language!r}")
     root = require_dir(corpus_dir, CORPUS)
-    report = SkipReport(CORPUS)
+    report = _Report(CORPUS)
     split_dirs = [root / s for s in SPLITS]
     if format == "auto":
         format = "kaldi" if (root / "wav.scp").is_file() or all((d / "wav.scp").is_file() for d in split_dirs) else "folder"
@@ -365,7 +398,8 @@ def prepare_custom(
         raws = read_folder(root, audio_extensions, speaker_pattern, sampling_rate, report)
     else:
         raise SenoneError(f"custom: format must be auto, kaldi or folder, got {format!r}")
-    raws = drop_duplicate_ids(raws, lambda r: r.id, report, "utterance")
+    raws = _drop_duplicates(raws, lambda r: r.id, lambda r: f"{r.audio.path}" + (f" ({r.split}/)" if r.split else ""),
+                            report, "utterance")
     utts, text_summary = normalise(raws, language, report)
     if not utts:
         report.summarise(log)

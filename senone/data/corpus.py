@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,7 +96,9 @@ def probe_audio(path: str | os.PathLike, sampling_rate: int, report: SkipReport,
     Reasons: ``missing_audio_file``, ``unreadable_audio`` (libsndfile cannot open or decode it:
     corrupt, truncated header, or a format it does not know), ``empty_audio`` (no samples),
     ``truncated_audio`` (a compressed file that decodes to more than one frame less than its
-    header says: cut short on disk), ``sample_rate_too_low`` (below the recipe's ``sampling_rate``:
+    header says, or a RIFF/WAVE file whose data chunk declares more bytes than the file holds: cut
+    short on disk; libsndfile itself reads such a WAV without a word, as far as it goes),
+    ``sample_rate_too_low`` (below the recipe's ``sampling_rate``:
     upsampling adds no information and leaves the upper bands empty; set the recipe's rate, e.g.
     ``sampling_rate=8000``) and ``too_short`` (under one 25 ms frame). A higher rate is kept (the
     manifests resample it on the fly) and so are several channels (the first is used).
@@ -109,6 +112,10 @@ def probe_audio(path: str | os.PathLike, sampling_rate: int, report: SkipReport,
     try:
         info = soundfile.info(str(path))
         frames = int(info.frames)
+        short = wav_data_shortfall(path) if info.format in ("WAV", "WAVEX") else None
+        if short:
+            report.add(item, "truncated_audio", f"{path}: {short}; the file was cut short (copy it again)")
+            return None
         if info.subtype in ESTIMATED_LENGTH_SUBTYPES:
             decoded = len(soundfile.read(str(path), dtype="float32", always_2d=True)[0])
             if 0 < decoded < frames - MAX_LENGTH_SHORTFALL:
@@ -117,7 +124,7 @@ def probe_audio(path: str | os.PathLike, sampling_rate: int, report: SkipReport,
                 return None
             frames = decoded
     except Exception as exc:  # libsndfile raises its own error type, RuntimeError and others
-        report.add(item, "unreadable_audio", f"{path}: {str(exc).splitlines()[0][:150] if str(exc) else type(exc).__name__}")
+        report.add(item, "unreadable_audio", f"{path}: {_unreadable_reason(exc)}")
         return None
     if frames <= 0:
         report.add(item, "empty_audio", f"{path}: no samples")
@@ -131,6 +138,42 @@ def probe_audio(path: str | os.PathLike, sampling_rate: int, report: SkipReport,
         return None
     return AudioInfo(path=path.resolve(), sampling_rate=info.samplerate, num_samples=frames,
                      num_channels=info.channels)
+
+
+def wav_data_shortfall(path: str | os.PathLike) -> str | None:
+    """For a RIFF/WAVE file, why it is cut short (its ``data`` chunk declares more bytes than the file
+    holds after the chunk's header), or None (whole, another container, or a streamed WAV whose writer
+    left the size 0 or 0xFFFFFFFF). Only chunk headers are read, never the samples."""
+    import struct
+
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+            return None
+        order = "<" if head[:4] == b"RIFF" else ">"
+        size = os.fstat(f.fileno()).st_size
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk = f.read(8)
+            name, declared = chunk[:4], struct.unpack(order + "I", chunk[4:])[0]
+            if name == b"data":
+                held = size - pos - 8
+                if declared in (0, 0xFFFFFFFF) or held >= declared:
+                    return None
+                return f"its data chunk declares {declared} bytes of samples, the file holds {held}"
+            pos += 8 + declared + (declared & 1)  # chunks are padded to an even size
+    return None
+
+
+def _unreadable_reason(exc: Exception) -> str:
+    """libsndfile's complaint without its ``Error opening '<path>':`` prefix; never "does not exist" for a
+    file that exists (libsndfile says so, or "System error", for some files it cannot parse)."""
+    text = str(exc).splitlines()[0].strip() if str(exc) else type(exc).__name__
+    text = re.sub(r"^Error opening .*?: ", "", text)[:150]
+    if re.search(r"does not exist|System error|No such file", text, re.IGNORECASE):
+        return "libsndfile cannot open it although the file is there: corrupt, not audio, or not readable"
+    return f"not readable as audio (libsndfile: {text})"
 
 
 def fit_segment(start: float, end: float, audio: AudioInfo, report: SkipReport, item: str) -> float | None:

@@ -36,7 +36,7 @@ from senone.feats.source import FeatureMemory, num_frames, through
 from senone.feats.transform import MATRIX_FILE, StageFeatures, as_stored, write_feature_pipeline
 from senone.gmm.passes import FeatureSource, load_checkpoint
 from senone.gmm.stats import GmmParams
-from senone.gmm.triphone import TriConfig, TriResult, train_triphone
+from senone.gmm.triphone import TriConfig, TriResult, train_triphone, tree_stage_inputs
 from senone.hmm.model import GmmHmm
 from senone.io import write_json
 from senone.lang.prepare import Lang
@@ -49,9 +49,10 @@ _MAT_RE = re.compile(r"^(\d+)\.mat$")
 
 @dataclass
 class LdaMlltConfig(TriConfig):
-    """train_lda_mllt.sh defaults: 40-dim LDA of ±3 spliced frames, MLLT at passes 2 4 6 12."""
+    """train_lda_mllt.sh defaults: 40-dim LDA of ±3 spliced frames, MLLT at passes 2 4 6 12; the sizes are
+    conf/gmm.yaml's tri2 (one source: tests/test_config_schema.py checks that the two agree)."""
 
-    num_leaves: int = 1200
+    num_leaves: int = 1300
     tot_gauss: int = 12000
     lda_dim: int = 40
     splice: int = 3
@@ -263,8 +264,11 @@ def _clear_stale(out_dir: Path) -> None:
         (out_dir / name).unlink(missing_ok=True)
 
 
-def _resume_state(out_dir: Path, config: LdaMlltConfig) -> tuple[np.ndarray, list[MlltUpdate], int] | None:
-    ck = load_checkpoint(out_dir / "checkpoint.pkl")
+def _resume_state(out_dir: Path, config: LdaMlltConfig, inputs: str | None = None
+                  ) -> tuple[np.ndarray, list[MlltUpdate], int] | None:
+    # the checkpoint train_triphone will resume, under the same key (settings and input fingerprint): a
+    # checkpoint it would refuse must not lend its matrices to a fresh run
+    ck = load_checkpoint(out_dir / "checkpoint.pkl", config, inputs)
     if ck is None:
         return None
     next_iter = int(ck["next_iter"])
@@ -309,7 +313,8 @@ def train_lda_mllt(lang: Lang, lexicon_fst: kaldifst.StdVectorFst, transcripts: 
     if not static_feats.keys():
         raise SenoneError(f"{out_dir}: no training features given")
     static_dim = next(iter(static_feats.items()))[1].shape[1]
-    state = _resume_state(out_dir, config)
+    inputs = tree_stage_inputs(lang, lexicon_fst, transcripts, static_feats, prev, prev_alignments, config.num_jobs)
+    state = _resume_state(out_dir, config, inputs)
     lda_summary: dict = {}
     if state is None:
         _clear_stale(out_dir)
@@ -343,7 +348,7 @@ def train_lda_mllt(lang: Lang, lexicon_fst: kaldifst.StdVectorFst, transcripts: 
              *matrix.shape, time.time() - t0)
     hook = MlltHook(static_feats, pipeline, out_dir, lang.silence_phones, config, updates, memory)
     tri = train_triphone(lang, lexicon_fst, transcripts, feats, prev, prev_alignments, out_dir, config, hook=hook,
-                         name=name, streaming=not memory.in_memory)
+                         name=name, streaming=not memory.in_memory, inputs=inputs)
     final = hook.pipeline
     write_kaldi_matrix(out_dir / MATRIX_FILE, final.matrix)
     write_feature_pipeline(out_dir, final, static_dim)

@@ -4,7 +4,8 @@ Flat start: every pdf gets one Gaussian with the global mean and variance (``gmm
 the first statistics come from equal alignments (``align-equal-compiled``), then ``num_iters``
 passes of Viterbi training, realigning on ``realign_iters`` and mixing up linearly to
 ``tot_gauss`` Gaussians over the first ``max_iter_inc`` passes. Each pass is checkpointed, so a
-killed run resumes at the pass it was in.
+killed run resumes at the pass it was in; the checkpoint is keyed by the settings and by the content
+of every input (:func:`mono_inputs`), so a run on other features or transcripts starts afresh.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ import numpy as np
 from senone import SenoneError
 from senone.feats.source import num_frames
 from senone.gmm.align import compile_training_graphs, equal_align
-from senone.gmm.passes import (FeatureSource, PassConfig, PassRecord, accumulate, final_alignment, gmm_est,
-                               load_checkpoint, run_passes, save_checkpoint)
+from senone.gmm.passes import (FeatureSource, InputFingerprint, PassConfig, PassRecord, accumulate, final_alignment,
+                               gmm_est, load_checkpoint, run_passes, save_checkpoint)
 from senone.hmm.model import GmmHmm
 from senone.io import write_json
 
@@ -110,6 +111,18 @@ def _feature_frames(feats: FeatureSource) -> dict[str, int]:
     return {utt: num_frames(feats, utt) for utt in feats.keys()}
 
 
+def mono_inputs(topo: khg.HmmTopology, lexicon_fst: kaldifst.StdVectorFst, disambig_phones: list[int],
+                transcripts: Mapping[str, list[int]], feats: FeatureSource, dim: int,
+                phone_sets: list[list[int]] | None, num_jobs: int = 1) -> str:
+    """The fingerprint of everything a monophone run trains on besides its settings (the resume key's
+    second half): topology, lexicon FST, disambiguation phones, phone sets, transcripts, features."""
+    fp = InputFingerprint().add_object("topology", topo).add_fst("L", lexicon_fst)
+    fp.add_object("disambig", [int(p) for p in disambig_phones]).add_object("dim", int(dim))
+    fp.add_object("phone_sets", [sorted(int(p) for p in s) for s in phone_sets or []])
+    fp.add_arrays("transcripts", transcripts)
+    return fp.add_features("features", feats, num_jobs).hexdigest()
+
+
 def train_mono(topo: khg.HmmTopology, lexicon_fst: kaldifst.StdVectorFst, disambig_phones: list[int],
                transcripts: Mapping[str, list[int]], feats: FeatureSource, dim: int, out_dir: str | Path,
                config: MonoConfig = MonoConfig(), phone_sets: list[list[int]] | None = None,
@@ -117,7 +130,9 @@ def train_mono(topo: khg.HmmTopology, lexicon_fst: kaldifst.StdVectorFst, disamb
     """Train a monophone system; writes ``final.{mdl,pkl}``, ``tree``, ``history.json`` into ``out_dir``.
 
     ``transcripts`` maps utterance ids to word-id sequences (OOV words already mapped to the OOV
-    id). Resumes from ``out_dir/checkpoint.pkl`` when a previous run was interrupted. ``streaming``:
+    id). Resumes from ``out_dir/checkpoint.pkl`` when a previous run with the same settings and inputs
+    was interrupted (the workflow deletes it when the stage has finished, so a finished stage never
+    satisfies a later run; a library caller may keep it to continue with more passes). ``streaming``:
     ``feats`` are read from storage on every pass; training graphs are then compiled when needed.
     """
     out_dir = Path(out_dir)
@@ -129,7 +144,8 @@ def train_mono(topo: khg.HmmTopology, lexicon_fst: kaldifst.StdVectorFst, disamb
     alignments: dict[str, np.ndarray] = {}
     num_gauss = 0
 
-    ck = load_checkpoint(ckpt_path, config)
+    inputs = mono_inputs(topo, lexicon_fst, disambig_phones, transcripts, feats, dim, phone_sets, config.num_jobs)
+    ck = load_checkpoint(ckpt_path, config, inputs)
     if ck is not None:
         model, alignments, num_gauss, start_iter = ck["model"], ck["alignments"], ck["num_gauss"], ck["next_iter"]
         history = ck["history"]
@@ -173,12 +189,12 @@ def train_mono(topo: khg.HmmTopology, lexicon_fst: kaldifst.StdVectorFst, disamb
         history.append(PassRecord(0, model.am.num_gauss, stats.tot_loglike / max(stats.num_frames, 1),
                                   stats.num_frames, False, too_short, time.time() - t0))
         start_iter = 1
-        save_checkpoint(ckpt_path, model, alignments, num_gauss, start_iter, history, config=config)
+        save_checkpoint(ckpt_path, model, alignments, num_gauss, start_iter, history, config=config, inputs=inputs)
 
     alignments, num_gauss, feats = run_passes(
         model, graphs, feats, alignments, config, start_iter=start_iter, num_gauss=num_gauss, inc_gauss=inc_gauss,
         history=history, desc="mono pass",
-        checkpoint=lambda *a: save_checkpoint(ckpt_path, *a, config=config))
+        checkpoint=lambda *a: save_checkpoint(ckpt_path, *a, config=config, inputs=inputs))
     alignments, astats = final_alignment(model, graphs, feats, config)
     model.save(out_dir)
     write_json(out_dir / "history.json", {"config": asdict(config), "passes": [asdict(h) for h in history],

@@ -28,7 +28,7 @@ from senone.feats.source import FeatureMemory, through
 from senone.gmm.lda_mllt import frame_batches, frame_weights, tid_tables
 from senone.gmm.passes import FeatureSource
 from senone.gmm.stats import GmmParams
-from senone.gmm.triphone import TriConfig, TriResult, train_triphone
+from senone.gmm.triphone import TriConfig, TriResult, train_triphone, tree_stage_inputs
 from senone.hmm.model import GmmHmm
 from senone.lang.prepare import Lang
 from senone.parallel import map_shards, shared
@@ -38,9 +38,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class SatConfig(TriConfig):
-    """train_sat.sh defaults: fMLLR re-estimated at passes 2, 4, 6 and 12."""
+    """train_sat.sh defaults: fMLLR re-estimated at passes 2, 4, 6 and 12; the sizes are conf/gmm.yaml's tri3
+    (one source: tests/test_config_schema.py checks that the two agree)."""
 
-    num_leaves: int = 1200
+    num_leaves: int = 1400
     tot_gauss: int = 12000
     fmllr_iters: tuple[int, ...] = (2, 4, 6, 12)
     silence_weight: float = 0.0
@@ -126,7 +127,10 @@ def train_sat(lang: Lang, lexicon_fst: kaldifst.StdVectorFst, transcripts: Mappi
 
     from senone.gmm.passes import load_checkpoint  # local: only to know where a resumed run stands
 
-    ck = load_checkpoint(out_dir / "checkpoint.pkl", config)
+    # the resume key's inputs: the stage's input features (before any fMLLR) and the speaker map
+    inputs = tree_stage_inputs(lang, lexicon_fst, transcripts, base_feats, prev, prev_alignments, config.num_jobs,
+                               extra={"utt2spk": dict(sorted(utt2spk.items()))})
+    ck = load_checkpoint(out_dir / "checkpoint.pkl", config, inputs)
     next_iter = ck["next_iter"] if ck is not None else 0
     if ck is None:
         for stale in out_dir.glob("trans.*.ark"):  # transforms of an earlier run with other settings
@@ -153,6 +157,6 @@ def train_sat(lang: Lang, lexicon_fst: kaldifst.StdVectorFst, transcripts: Mappi
 
     adapted = adapt(base_feats, utt2spk, transforms, memory)
     result = train_triphone(lang, lexicon_fst, transcripts, adapted, prev, prev_alignments, out_dir, config,
-                            hook=hook, name="tri3", streaming=not memory.in_memory)
+                            hook=hook, name="tri3", streaming=not memory.in_memory, inputs=inputs)
     write_fmllr_transforms(out_dir / "trans.ark", state["transforms"])
     return result, state["transforms"]

@@ -19,8 +19,8 @@ import kaldifst
 import numpy as np
 
 from senone.gmm.align import compile_training_graphs
-from senone.gmm.passes import (FeatureSource, PassConfig, PassHook, PassRecord, final_alignment, load_checkpoint,
-                               run_passes, save_checkpoint)
+from senone.gmm.passes import (FeatureSource, InputFingerprint, PassConfig, PassHook, PassRecord, final_alignment,
+                               load_checkpoint, run_passes, save_checkpoint)
 from senone.hmm.model import GmmHmm
 from senone.hmm.questions import cluster_phones, compile_questions
 from senone.hmm.tree import build_tree, convert_alignments, init_model_from_tree, roots_from_sets
@@ -71,21 +71,46 @@ def build_triphone_model(lang: Lang, prev: GmmHmm, prev_alignments: Mapping[str,
     return model, alignments, summary
 
 
+def tree_stage_inputs(lang: Lang, lexicon_fst: kaldifst.StdVectorFst, transcripts: Mapping[str, list[int]],
+                      feats: FeatureSource, prev: GmmHmm, prev_alignments: Mapping[str, np.ndarray],
+                      num_jobs: int = 1, extra: Mapping[str, object] | None = None) -> str:
+    """The fingerprint of what a tree stage trains on besides its settings (its resume key's second half):
+    the lang (topology, phone sets, questions, L), transcripts, features, the previous stage's model and
+    alignments, and ``extra`` (e.g. SAT's speaker map). LDA+MLLT and SAT pass their stage's *input*
+    features here (static, or the LDA+MLLT features before fMLLR), not the transformed ones, which
+    depend on how far a run got."""
+    fp = InputFingerprint().add_object("topology", lang.topology()).add_fst("L", lexicon_fst)
+    fp.add_object("lang", {"phone_sets": lang.phone_sets, "extra_questions": lang.extra_questions,
+                           "silence": lang.silence_phones, "disambig": lang.disambig_phones})
+    fp.add_arrays("transcripts", transcripts)
+    fp.add_object("prev_model", (prev.ctx_dep.__getstate__(), prev.trans_model, prev.am))
+    fp.add_arrays("prev_alignments", prev_alignments)
+    for name, value in sorted((extra or {}).items()):
+        fp.add_object(name, value)
+    return fp.add_features("features", feats, num_jobs).hexdigest()
+
+
 def train_triphone(lang: Lang, lexicon_fst: kaldifst.StdVectorFst, transcripts: Mapping[str, list[int]],
                    feats: FeatureSource, prev: GmmHmm, prev_alignments: Mapping[str, np.ndarray],
                    out_dir: str | Path, config: TriConfig = TriConfig(), *, hook: PassHook | None = None,
-                   name: str = "tri", streaming: bool = False) -> TriResult:
+                   name: str = "tri", streaming: bool = False, inputs: str | None = None) -> TriResult:
     """Train a triphone system from the previous stage's model and alignments; resumable per pass.
 
     ``hook`` updates a feature transform during the passes (LDA+MLLT, SAT). ``streaming``: the
     features are read from storage on every pass, so the training graphs are compiled when each
     alignment needs them rather than all kept in memory. Writes ``final.{mdl,pkl}``,
     ``tree``, ``tree.json`` and ``history.json`` into ``out_dir``.
+
+    ``inputs``: the stage's :func:`tree_stage_inputs` fingerprint (LDA+MLLT and SAT compute it on
+    their own input features); by default it is computed here on ``feats``. A checkpoint of other
+    settings or inputs is not resumed.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / "checkpoint.pkl"
-    ck = load_checkpoint(ckpt_path, config)
+    if inputs is None:
+        inputs = tree_stage_inputs(lang, lexicon_fst, transcripts, feats, prev, prev_alignments, config.num_jobs)
+    ck = load_checkpoint(ckpt_path, config, inputs)
     if ck is not None:
         model, alignments, num_gauss, start_iter = ck["model"], ck["alignments"], ck["num_gauss"], ck["next_iter"]
         history, summary = ck["history"], ck["extra"].get("tree_summary", {})
@@ -101,7 +126,7 @@ def train_triphone(lang: Lang, lexicon_fst: kaldifst.StdVectorFst, transcripts: 
     log.info("compiled %d training graphs in %.1fs", len(graphs), time.time() - t0)
 
     def checkpoint(*args) -> None:
-        save_checkpoint(ckpt_path, *args, extra={"tree_summary": summary}, config=config)
+        save_checkpoint(ckpt_path, *args, extra={"tree_summary": summary}, config=config, inputs=inputs)
 
     alignments, num_gauss, feats = run_passes(model, graphs, feats, alignments, config, start_iter=start_iter,
                                               num_gauss=num_gauss, inc_gauss=inc_gauss, history=history,

@@ -17,15 +17,28 @@ stream of default precision 6; :func:`transition_model_to_text` keeps its struct
 its numbers (transition probabilities of the topology, the log-probabilities) at precision 7 from
 their exact float values, as ``gmm-copy`` would. kaldi-hmm-gmm has no AmDiagGmm writer at all.
 
+``<GCONSTS>``: Kaldi's ``DiagGmm::Read`` ignores the stored constants and recomputes them
+(``ComputeGconsts``, in float) from the parameters it has just read, i.e. from their 7-digit text,
+which is not the exact float32 value (7 significant digits do not round-trip a float32). A file whose
+constants came from the exact in-memory parameters therefore changes in their last digit when Kaldi
+copies it. :func:`diag_gmm_text` writes the constants Kaldi's own ``ComputeGconsts`` (kaldi-hmm-gmm's
+build of it) gives for the parameters as Kaldi reads them back, so ``gmm-copy --binary=false`` of the
+file reproduces it byte for byte (it is a fixed point of Kaldi's reader and writer; in the rare case
+where a float32's 7-digit text reads back as a float whose own 7-digit text differs, the parameter is
+written as that fixed point, one unit in the 7th digit away). The in-memory model (``final.pkl``)
+keeps the exact values; the two differ by less than float32 resolution in the printed parameters.
+
 The reader parses what the writer (or Kaldi) wrote: :func:`read_model_text` returns the topology
 (through kaldi-hmm-gmm's own ``HmmTopology.read``), the transition tuples and log-probabilities,
 and an ``AmDiagGmm``. It follows ``DiagGmm::Read``: ``<GCONSTS>`` is optional and is recomputed.
+Numbers are read as C's ``strtof`` reads them (correctly rounded to float32).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Iterator
 
@@ -44,6 +57,42 @@ def _numbers(values: np.ndarray) -> str:
     return "".join(f"{v:.7g} " for v in np.asarray(values, dtype=np.float32).astype(np.float64).ravel().tolist())
 
 
+def float32_of_text(texts: list[str]) -> np.ndarray:
+    """Decimal strings as float32, correctly rounded (C's ``strtof``, which Kaldi's text reader uses).
+
+    Why not ``np.float32(float(t))``: decimal → double → float rounds twice, and is off by one unit
+    when the double lands exactly halfway between two floats although the decimal does not; those
+    (rare) cases are settled exactly with :class:`decimal.Decimal`.
+    """
+    d = np.array([float(t) for t in texts], dtype=np.float64)
+    f = d.astype(np.float32)
+    back = f.astype(np.float64)
+    finite = np.isfinite(d) & np.isfinite(back)
+    towards = np.where(d > back, np.inf, -np.inf).astype(np.float32)
+    other = np.nextafter(f, towards)
+    with np.errstate(invalid="ignore"):
+        tie = finite & (d != back) & (np.abs(d - back) == np.abs(other.astype(np.float64) - d))
+    for i in np.flatnonzero(tie):
+        exact, mid = Decimal(texts[i]), Decimal(float(d[i]))
+        if exact != mid:  # the decimal lies strictly on one side of the midpoint the double landed on
+            f[i] = max(f[i], other[i]) if exact > mid else min(f[i], other[i])
+    return f
+
+
+def kaldi_text_fixed_point(values: np.ndarray) -> np.ndarray:
+    """The float32 values Kaldi holds after reading ``values``' text (``%.7g``) back, taken to the point
+    where printing them again gives the same text (one round almost always; the loop is bounded)."""
+    flat = np.asarray(values, dtype=np.float32).ravel()
+    texts = [f"{v:.7g}" for v in flat.astype(np.float64).tolist()]
+    for _ in range(4):
+        parsed = float32_of_text(texts)
+        again = [f"{v:.7g}" for v in parsed.astype(np.float64).tolist()]
+        if again == texts:
+            break
+        texts = again
+    return parsed.reshape(np.shape(values))
+
+
 def vector_text(v: np.ndarray) -> str:
     """``Vector<float>::Write(os, false)``: `` [ 1 2.5 ]`` and a newline."""
     return " [ " + _numbers(v) + "]\n"
@@ -59,8 +108,21 @@ def matrix_text(m: np.ndarray) -> str:
     return " [" + "".join("\n  " + _numbers(row) for row in m) + "]\n"
 
 
+def kaldi_read_back(gmm: khg.DiagGmm) -> khg.DiagGmm:
+    """``gmm`` as Kaldi's ``DiagGmm::Read`` holds it after reading its text: the parameters at their
+    7-digit text's float values, the constants recomputed from them by Kaldi's ``ComputeGconsts``."""
+    weights, means_invvars, inv_vars = (kaldi_text_fixed_point(np.asarray(x))
+                                        for x in (gmm.weights, gmm.means_invvars, gmm.inv_vars))
+    back = khg.DiagGmm.__new__(khg.DiagGmm)
+    back.__setstate__((weights, inv_vars, means_invvars))  # the parameters as they are, no division
+    back.compute_gconsts()
+    return back
+
+
 def diag_gmm_text(gmm: khg.DiagGmm) -> str:
-    """``DiagGmm::Write(os, false)``."""
+    """``DiagGmm::Write(os, false)`` of ``gmm`` as Kaldi reads it back (see the module docstring:
+    ``gmm-copy --binary=false`` of the text reproduces it)."""
+    gmm = kaldi_read_back(gmm)
     return ("<DiagGMM> \n"
             "<GCONSTS> " + vector_text(np.asarray(gmm.gconsts)) +
             "<WEIGHTS> " + vector_text(np.asarray(gmm.weights)) +
@@ -156,7 +218,10 @@ class _Tokens:
         vals: list[str] = []
         while (tok := self.next()) != "]":
             vals.append(tok)
-        return np.array(vals, dtype=np.float32)
+        try:
+            return float32_of_text(vals)
+        except ValueError as exc:
+            raise SenoneError(f"{self.where}: a vector holds a non-number ({exc}, token {self.pos})") from None
 
     def matrix(self, cols: int) -> np.ndarray:
         flat = self.vector()

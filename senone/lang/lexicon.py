@@ -46,6 +46,7 @@ text) is added on top of this lexicon by ``senone.lang.common_chars``.
 from __future__ import annotations
 
 import functools
+import io
 import logging
 import math
 import os
@@ -55,7 +56,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 from senone import SenoneError
-from senone.io import atomic_open
+from senone.io import atomic_open, read_utf8
 from senone.lang.segment import is_cjk_word, is_latin_word
 
 log = logging.getLogger(__name__)
@@ -180,25 +181,25 @@ def read_lexicon(path: str | os.PathLike, *, with_probs: bool = False,
     if not path.is_file():
         raise SenoneError(f"{path}: lexicon file not found; check the lexicon path in the recipe config")
     lex = Lexicon(silence_phones=tuple(silence_phones), optional_silence=optional_silence, oov_word=oov_word)
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts or parts[0].startswith(";;"):
-                continue
-            word, rest = parts[0], parts[1:]
-            prob = 1.0
-            if with_probs:
-                try:
-                    prob = float(rest[0])
-                    rest = rest[1:]
-                except (IndexError, ValueError):
-                    raise SenoneError(f"{path}:{lineno}: expected 'word prob phone...', got {line.strip()!r}") from None
-            if not rest:
-                raise SenoneError(f"{path}:{lineno}: word {word!r} has no phones; add its pronunciation")
+    text = read_utf8(path, "the lexicon")  # one clear line naming the file when it is not UTF-8
+    for lineno, line in enumerate(io.StringIO(text, newline=None), 1):  # lines as open() gives them
+        parts = line.split()
+        if not parts or parts[0].startswith(";;"):
+            continue
+        word, rest = parts[0], parts[1:]
+        prob = 1.0
+        if with_probs:
             try:
-                lex.add(word, rest, prob)
-            except SenoneError as e:
-                raise SenoneError(f"{path}:{lineno}: {e}") from None
+                prob = float(rest[0])
+                rest = rest[1:]
+            except (IndexError, ValueError):
+                raise SenoneError(f"{path}:{lineno}: expected 'word prob phone...', got {line.strip()!r}") from None
+        if not rest:
+            raise SenoneError(f"{path}:{lineno}: word {word!r} has no phones; add its pronunciation")
+        try:
+            lex.add(word, rest, prob)
+        except SenoneError as e:
+            raise SenoneError(f"{path}:{lineno}: {e}") from None
     return lex
 
 

@@ -22,7 +22,10 @@ What one run does (the paper's section 4.1, in Kaldi nnet1's manner):
 * a killed run resumes at the epoch after its last checkpoint and ends bit-identical to an
   uninterrupted run: the data order depends only on (seed, epoch), and the checkpoint holds the
   model, the optimiser state and the step count. A checkpoint written under other settings
-  (model, data, schedule) is not resumed.
+  (model, data, schedule) is not resumed; "data" is the content, not only the names: the senone
+  targets of every utterance, the features through the model's initial state (its input
+  normalisation holds their per-dimension mean and variance over every training frame) and the
+  exact features of a few utterances (:func:`data_key`).
 
 Several processes (``torchrun --nproc_per_node N``) train one model with DistributedDataParallel:
 each takes every N-th utterance of the epoch's order, gradients are averaged, and only rank 0
@@ -63,10 +66,10 @@ HISTORY = "history.json"
 class TrainConfig:
     """Training settings (``nn.train`` in conf/nn.yaml; a model may override any of them)."""
 
-    num_epochs: int = 6
-    optimizer: str = "sgd"          # "sgd" (momentum, the paper's choice) or "adam"
-    lr_initial: float = 0.05
-    lr_final: float = 0.005
+    num_epochs: int = 4
+    optimizer: str = "adam"         # "adam", or "sgd" (momentum, the paper's choice: recipes/hkust.yaml)
+    lr_initial: float = 0.002
+    lr_final: float = 0.0002
     momentum: float = 0.9
     weight_decay: float = 0.0
     max_grad_norm: float = 5.0
@@ -208,6 +211,33 @@ def settings_key(settings: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def data_key(model: torch.nn.Module, train_utts: Sequence[str], valid_utts: Sequence[str],
+             load: Callable[[str], np.ndarray], labels: Mapping[str, np.ndarray]) -> str:
+    """A hash of the data a run trains on, for the checkpoint key: new features or alignments must
+    not resume the checkpoints of the old ones.
+
+    What goes in, and why it is cheap: every training and validation utterance's senone labels
+    (exactly); the initial state of ``model`` (seeded weights and the input normalisation, whose
+    buffers are the per-dimension mean and variance of the features over every training frame, computed
+    before training anyway); and the exact features of the first and last training utterance and the
+    first validation one (a few reads, also when features stream from storage).
+    """
+    h = hashlib.sha256()
+    for utt in list(train_utts) + list(valid_utts):
+        y = np.ascontiguousarray(np.asarray(labels[utt], dtype=np.int64))
+        h.update(f"{utt}:{y.size}:".encode())
+        h.update(y.tobytes())
+    for name, value in sorted(unwrap(model).state_dict().items()):
+        t = value.detach().cpu().contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}:".encode())
+        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    for utt in dict.fromkeys([*train_utts[:1], *train_utts[-1:], *valid_utts[:1]]):
+        x = np.ascontiguousarray(load(utt))
+        h.update(f"{utt}:{x.shape}:{x.dtype.str}:".encode())
+        h.update(x.tobytes())
+    return h.hexdigest()[:16]
+
+
 def evaluate(model: torch.nn.Module, utts: Sequence[str], load: Callable[[str], np.ndarray],
              labels: Mapping[str, np.ndarray], label_delay: int, device: torch.device,
              batch_frames: int = 20000) -> tuple[float, float, int]:
@@ -307,7 +337,9 @@ def train(model: torch.nn.Module, train_utts: Sequence[str], valid_utts: Sequenc
         raise SenoneError("no training utterances with alignments; check the senone alignments and features")
     frames = {u: len(labels[u]) for u in train_utts}
     settings = {"model": dict(model_info), "train": asdict(cfg), "world_size": size,
-                "train_utts": settings_key({"u": train_utts}), "valid_utts": settings_key({"u": valid_utts})}
+                "train_utts": settings_key({"u": train_utts}), "valid_utts": settings_key({"u": valid_utts}),
+                # before any checkpoint is loaded: the model is in its initial state
+                "data": data_key(model, train_utts, valid_utts, load, labels)}
     key = settings_key(settings)
 
     # batches per epoch, fixed by the (seeded) orders: the schedule knows its length up front
