@@ -233,6 +233,7 @@ RULES: dict[str, Check] = {
     "decode.lm_weight_extend": Int(0),
     "decode.lm_weight_search": Choice("bracket", "grid"),
     "decode.lm_weight_start": Pos(),
+    "decode.lm_weight_search_hours": Pos(optional=True),
     # networks
     "nn.alignments_from": Str(optional=True, what="the name of a GMM stage (gmm.<name>)"),
     "nn.default": Str(optional=True, what="the name of a network of nn.models (or a paper row t<table>r<row>)"),

@@ -8,12 +8,14 @@ the graph and transition model of the GMM stage whose alignments it learned (``-
 
 With ``--sweep`` (dev) the LM weight (acoustic scale = 1 / LM weight) is chosen among
 ``decode.lm_weights`` and up to ``decode.lm_weight_extend`` ×1.2 steps beyond either end, each
-weight tried being one full decode of dev: ``decode.lm_weight_search: bracket`` (default) searches
+weight tried being one decode: ``decode.lm_weight_search: bracket`` (default) searches
 them for a unimodal error curve from ``decode.lm_weight_start`` (≤ 5 decodes when the optimum is in
 the list, never past a weight that did worse), ``grid`` decodes every listed weight and extends
 while the best is at an edge (senone/decode/sweep.py). The weights tried and their error rates and
-the best are written to ``best_lm_weight.json``. With ``--lm-weight-from`` (test) the split is
-decoded once with dev's choice, so test never tunes anything.
+the best are written to ``best_lm_weight.json``. The search decodes at most
+``decode.lm_weight_search_hours`` of the split (every k-th utterance in id order); the chosen weight
+is then decoded on the whole split, which gives its reported error rates. With ``--lm-weight-from``
+(test) the split is decoded once with dev's choice, so test never tunes anything.
 
 No word insertion penalty is swept (Kaldi scores lattices with 0, 0.5 and 1): the decoder returns
 the best path only, so each penalty would be another full decode per LM weight of a graph whose
@@ -35,7 +37,8 @@ from senone import SenoneError
 from senone.cli import base_parser, parse_conf, run
 from senone.decode import DecodeStats, GmmScorer, NnScorer, decode_dataset, sweep_acoustic_scale
 from senone.decode.decoder import search_options
-from senone.decode.sweep import DEFAULT_LM_WEIGHT_SEARCH, DEFAULT_LM_WEIGHT_START
+from senone.decode.sweep import (DEFAULT_LM_WEIGHT_SEARCH, DEFAULT_LM_WEIGHT_SEARCH_HOURS, DEFAULT_LM_WEIGHT_START,
+                                 search_subset)
 from senone.decode.fmllr import first_pass_transforms
 from senone.feats.adapted import TRANSFORMS_FILE, adapted_features, append_adapted
 from senone.feats import load_cmvn_stats, speaker_of
@@ -173,12 +176,18 @@ def main(args) -> None:
         ref_syllables = None  # the corpus did not record what was spoken for every utterance: use pypinyin
     decode_seconds = 0.0
 
-    def decode(scale: float) -> dict:
-        nonlocal decode_seconds
+    durations = {c.id: c.duration for c in feats_cuts}
+    decoded_audio = 0.0
+
+    def decode(scale: float, only: set[str] | None = None) -> dict:
+        """One decode of the split (or of the utterances in ``only``) at acoustic scale ``scale``."""
+        nonlocal decode_seconds, decoded_audio
         stats = DecodeStats()
-        res = decode_dataset(graph / "HCLG.fst", graph / "words.txt", model.trans_model, scorer, items(),
+        todo = items() if only is None else ((u, x) for u, x in items() if u in only)
+        res = decode_dataset(graph / "HCLG.fst", graph / "words.txt", model.trans_model, scorer, todo,
                              acoustic_scale=scale, num_jobs=args.threads, stats=stats, **search_options(dconf))
         decode_seconds += stats.seconds
+        decoded_audio += sum(durations[u] for u in res)
         log.info("decoded %d utterances at acoustic scale %.4f in %.1f s wall (%d partial, %d failed)",
                  stats.num_utts, scale, stats.seconds, stats.num_partial, stats.num_failed)
         return res
@@ -189,11 +198,21 @@ def main(args) -> None:
     tokenizer = Tokenizer(unit="char" if language == "zh" else "word")
     cache: dict[float, dict] = {}
 
+    searched = None
     if args.sweep:
         weights = [float(w) for w in dconf["lm_weights"]]
+        # the search decodes at most decode.lm_weight_search_hours of the split; the chosen weight then all of it
+        subset = search_subset(durations, dconf.get("lm_weight_search_hours", DEFAULT_LM_WEIGHT_SEARCH_HOURS))
+        only = None if len(subset) == len(durations) else set(subset)
+        searched = {"utterances": len(subset), "of": len(durations),
+                    "hours": round(sum(durations[u] for u in subset) / 3600, 4)}
+        if only is not None:
+            log.info("LM-weight search on %d of %d utterances (%.2f of %.2f h: every %s-th in id order); the chosen "
+                     "weight is decoded on all of them", len(subset), len(durations), searched["hours"],
+                     audio_seconds / 3600, round(len(durations) / len(subset)))
 
         def decode_cached(scale: float) -> dict:
-            cache[scale] = decode(scale)
+            cache[scale] = decode(scale, only)
             return {u: hyp_text(r.words) for u, r in cache[scale].items()}
 
         def score(hyps: dict, refs_: dict) -> float:
@@ -202,10 +221,11 @@ def main(args) -> None:
             return res.total.rate
 
         start = float(dconf.get("lm_weight_start", DEFAULT_LM_WEIGHT_START))
-        best_scale, rates = sweep_acoustic_scale(decode_cached, refs, [1.0 / w for w in weights], score,
+        best_scale, rates = sweep_acoustic_scale(decode_cached, {u: refs[u] for u in subset if u in refs},
+                                                 [1.0 / w for w in weights], score,
                                                  extend=int(dconf.get("lm_weight_extend", 0)), start=1.0 / start,
                                                  search=str(dconf.get("lm_weight_search", DEFAULT_LM_WEIGHT_SEARCH)))
-        best = cache[best_scale]
+        best = cache[best_scale] if only is None else decode(best_scale)
         sweep = {f"{1.0 / s:g}": r for s, r in rates.items()}
         best_weight = round(1.0 / best_scale, 6)
         out.mkdir(parents=True, exist_ok=True)
@@ -228,9 +248,10 @@ def main(args) -> None:
         syllables = {"ref_syllables": ref_keys, "hyp_syllables": hyp_keys}
     scores = score_and_write(refs, hyps, out, language=language, **syllables)
     num_partial = sum(1 for r in best.values() if r.status != "ok")
-    rtf = decode_seconds / max(audio_seconds, 1e-9) / max(len(cache) or 1, 1) * args.threads
+    rtf = decode_seconds / max(decoded_audio, 1e-9) * args.threads
     write_json(out / "decode.json", {"lm_weight": best_weight, "acoustic_scale": 1.0 / best_weight,
-                                     "sweep_error_rate_by_lm_weight": sweep, "audio_seconds": audio_seconds,
+                                     "sweep_error_rate_by_lm_weight": sweep, "sweep_searched_on": searched,
+                                     "audio_seconds": audio_seconds,
                                      "decode_wall_seconds": decode_seconds, "jobs": args.threads,
                                      "cpu_seconds_per_audio_second_upper_bound": rtf,
                                      **({"nn_forward_seconds": timing["nn_forward_seconds"],
@@ -239,7 +260,7 @@ def main(args) -> None:
                                      "num_not_final": num_partial})
     if args.sweep:
         write_json(out / "best_lm_weight.json", {"lm_weight": best_weight, "chosen_on": str(args.cuts),
-                                                 "error_rate_by_lm_weight": sweep})
+                                                 "searched_on": searched, "error_rate_by_lm_weight": sweep})
     metric = scores.get("metric", "cer").lower()
     log.info("%s: %s %.2f%% with LM weight %g", out, metric.upper(), scores[metric]["rate"], best_weight)
 

@@ -214,3 +214,17 @@ def test_search_defaults_of_library_and_conf_agree():
     params = inspect.signature(decode_dataset).parameters
     assert params["max_active"].default == DECODE["max_active"] and params["beam"].default == DECODE["beam"]
     assert params["lattice_beam"].default == DECODE["lattice_beam"]
+
+
+def test_search_subset_spreads_over_the_ids_and_stays_within_its_hours():
+    from senone.decode.sweep import DEFAULT_LM_WEIGHT_SEARCH_HOURS, search_subset
+
+    durations = {f"spk{s}-{u:03d}": 6.0 + (u % 5) for s in range(4) for u in range(150)}  # 600 utts, 1.33 h
+    subset = search_subset(durations, 0.5)
+    assert sum(durations[u] for u in subset) <= 1800.0 < sum(durations.values())
+    assert {u.split("-")[0] for u in subset} == {"spk0", "spk1", "spk2", "spk3"}  # every speaker
+    assert subset == sorted(durations)[::3] and search_subset(durations, 0.5) == subset  # deterministic
+    assert search_subset(durations, None) == sorted(durations) == search_subset(durations, 2.0)
+    with pytest.raises(SenoneError, match="lm_weight_search_hours"):
+        search_subset(durations, 0.0)
+    assert DECODE["lm_weight_search_hours"] == DEFAULT_LM_WEIGHT_SEARCH_HOURS
