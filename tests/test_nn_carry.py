@@ -20,6 +20,7 @@ from senone.nn.lstm import PeepholeLstm
 from senone.nn.model import InputLayout, build_model
 from senone.nn.norm import InputNormalized
 from senone.nn.train import TrainConfig, _keep_state, _stream_state
+from tests.test_nn_train import one_thread  # noqa: F401  (autouse: one intra-op thread for tiny models)
 
 PAPER = ChunkConfig(chunk_len=15, overlap=5, label_delay=5)
 LAYOUT = InputLayout(31, 3, 3)
@@ -27,14 +28,6 @@ DEFAULT_CLSTM = "CLstm384P256+Pooling+Lstm2000P750+3xReLU2000"
 # (spec, width_scale): plain LSTM, LSTMP, the default CLSTM as trained, and small CLSTM stacks
 RECURRENT = [("Lstm12", 1.0), ("Lstm16P8+ReLU8", 1.0), (DEFAULT_CLSTM, 0.125), ("CLstm6P4+Pooling+ReLU8", 1.0),
              ("2x(CLstm6P4+Pooling)+Lstm8", 1.0)]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _model(spec: str, width_scale: float = 1.0, num_pdfs: int = 7) -> torch.nn.Module:

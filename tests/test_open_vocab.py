@@ -12,7 +12,6 @@ from pathlib import Path
 import kaldifst
 import pytest
 import yaml
-from lhotse import CutSet, MonoCut, SupervisionSegment
 
 from senone import SenoneError
 from senone.lang import build_mandarin_lexicon, collect_vocabulary, load_lang, prepare_lang, to_units
@@ -33,6 +32,7 @@ from senone.lm.open_vocab import (
     renormalise_backoffs,
     write_arpa,
 )
+from tests.test_transcripts import write_cuts
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -228,15 +228,6 @@ def test_open_lexicon_and_lm_compose_into_a_graph(tmp_path):
 
 # ----------------------------------------------------------------------------- the stages and the defaults
 
-def _write_cuts(path, texts):
-    cuts = [MonoCut(id=f"u{i}", start=0, duration=1.0, channel=0,
-                    supervisions=[SupervisionSegment(id=f"u{i}", recording_id=f"u{i}", start=0, duration=1.0, text=t,
-                                                     speaker="s1")])
-            for i, t in enumerate(texts)]
-    CutSet.from_cuts(cuts).to_file(path)
-    return path
-
-
 def _conf(num_chars, weight, unit="char"):
     conf = yaml.safe_load((ROOT / "conf" / "lang.yaml").read_text(encoding="utf-8"))
     conf["lang"].update(unit=unit, open_vocab_chars=num_chars)
@@ -249,9 +240,9 @@ def _stages(tmp_path, num_chars, weight, unit="char"):
     import steps.prepare_lang as prepare_step
     import steps.train_lm as lm_step
 
-    train = _write_cuts(tmp_path / "train.jsonl.gz", ["我是老师", "这是我的事", "他去市场", "银行在哪里", "你好世界",
+    train = write_cuts(tmp_path / "train.jsonl.gz", ["我是老师", "这是我的事", "他去市场", "银行在哪里", "你好世界",
                                                       "今天很冷", "小学生", "汽车很多"])
-    dev = _write_cuts(tmp_path / "dev.jsonl.gz", ["天气很好", "我是学生"])  # 气: not in the training text
+    dev = write_cuts(tmp_path / "dev.jsonl.gz", ["天气很好", "我是学生"])  # 气: not in the training text
     out = tmp_path / f"run_{num_chars}_{weight}_{unit}"
     conf = _conf(num_chars, weight, unit)
     prepare_step.main(argparse.Namespace(conf=conf, train_cuts=str(train), out=str(out / "lang")))
