@@ -1,6 +1,7 @@
 # senone workflow: one rule per stage, each calling one steps/ CLI. Configuration: conf/*.yaml, overridden by
 # recipes/<recipe>.yaml, overridden by --config/--configfile. See README.md.
 import copy
+import hashlib
 import json
 import os
 import sys
@@ -185,8 +186,9 @@ rule results:
 
 
 # What decides which utterances prepare finds, per corpus preparation: glob patterns under the corpus folders
-# (corpus_dir, audio_dir, trans_dir). Listing files and audio are stamped by name, size and modification time
-# only (never read), so an edited TSV or transcript, or an utterance removed, re-runs prepare and what follows.
+# (corpus_dir, audio_dir, trans_dir). Listing files are stamped by their content, audio by name, size and
+# modification time (never read), so an edited TSV or transcript, or an utterance removed, re-runs prepare and
+# what follows.
 # Patterns stay out of big audio trees where a listing names the audio (Common Voice's clips/, AISHELL's wav/).
 CORPUS_LISTINGS = {
     "fsdd": ("speakers.tsv", "recordings/*.wav"),
@@ -196,6 +198,18 @@ CORPUS_LISTINGS = {
     "aishell1": ("data_aishell/transcript/*.txt",),
 }
 CORPUS_STAMP = f"{DATA}/corpus_listing.tsv"
+
+
+# audio is stamped by size and date (never read); listings and transcripts by their content, so a corpus copied
+# again (new dates, same files) re-runs nothing
+AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".sph", ".aac", ".wma", ".aiff", ".aif"}
+
+
+def _file_stamp(path: Path) -> str:
+    st = path.stat()
+    if path.suffix.lower() in AUDIO_SUFFIXES or st.st_size > (16 << 20):
+        return f"{st.st_size}\t{st.st_mtime_ns}"
+    return f"{st.st_size}\tsha1:{hashlib.sha1(path.read_bytes()).hexdigest()}"
 
 
 def corpus_stamp() -> list[str]:
@@ -219,8 +233,7 @@ def corpus_stamp() -> list[str]:
             ours = [here / d for d in ("data", "exp", ".snakemake")]  # its own outputs are not the corpus
             found = {p for p in found if not any(d == q or d in q.parents for q in [p.resolve()] for d in ours)}
         for p in sorted(found):
-            st = p.stat()
-            lines.append(f"{key}\t{p.relative_to(root)}\t{st.st_size}\t{st.st_mtime_ns}")
+            lines.append(f"{key}\t{p.relative_to(root)}\t{_file_stamp(p)}")
     text = "".join(line + "\n" for line in lines)
     path = Path(CORPUS_STAMP)
     if not path.is_file() or path.read_text(encoding="utf-8") != text:

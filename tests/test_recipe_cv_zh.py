@@ -85,8 +85,8 @@ def test_cv_zh_slice_end_to_end(cv_run):
     assert {s: v["speakers"] for s, v in report["splits"].items()} == {"train": 9, "dev": 2, "test": 2}
     audio = json.loads((data / "manifests" / "audio.json").read_text())
     assert audio["recordings"] == {"resampled 48000 -> 16000 Hz": 435}
-    cer = {s: error_rate(exp / s / "decode_test" / "cer.txt") for s in ("mono", "tri1")}
-    assert cer["tri1"] < 85.0, cer
+    cer = error_rate(exp / "tri1" / "decode_test" / "cer.txt")
+    assert cer < 85.0, f"tri1 test CER {cer}"
     assert (exp / "tri1" / "decode_test" / "syllable_er.txt").is_file()
 
 

@@ -227,6 +227,21 @@ def test_removing_an_utterance_from_the_corpus_re_runs_prepare(touched):
         os.utime(touched / "data" / "custom" / "corpus_listing.tsv", (1, 1))  # ... and made older than prepare's outputs
 
 
+def test_a_transcript_is_stamped_by_content_not_date(touched):
+    """A corpus copied again (new dates, same bytes) re-runs nothing; an edited transcript re-runs prepare."""
+    text = touched / "corpus" / "spk0" / "u2.txt"
+    before = text.read_text()
+    try:
+        os.utime(text)  # a new date only
+        assert set(dry_run(touched)) <= {"decode"}
+        text.write_text(before.rstrip("\n") + " yes\n")
+        assert "prepare" in dry_run(touched)
+    finally:
+        text.write_text(before)
+        dry_run(touched)  # the stamp is rewritten as it was ...
+        os.utime(touched / "data" / "custom" / "corpus_listing.tsv", (1, 1))  # ... and made older again
+
+
 def test_editing_the_split_file_re_runs_prepare(touched):
     split = touched / "split.txt"
     os.utime(split)  # newer than the manifests
